@@ -1,0 +1,142 @@
+// Work: the handle of one asynchronous operation, and Future: its value.
+//
+// Every operation returns a Work at once and runs in the background. The
+// backend that runs it completes it exactly once, through Work::finish();
+// nothing else changes what a user sees. All methods are thread-safe.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "tutti/options.hpp"
+#include "tutti/tensor.hpp"
+
+namespace tutti {
+
+enum class OpType : uint8_t {
+  BROADCAST,
+  ALLREDUCE,
+  ALLREDUCE_SPARSE,
+  ALLREDUCE_COALESCED,
+  REDUCE,
+  ALLGATHER,
+  ALLGATHER_INTO_TENSOR,
+  ALLGATHER_COALESCED,
+  ALLGATHER_INTO_TENSOR_COALESCED,
+  GATHER,
+  SCATTER,
+  REDUCE_SCATTER,
+  REDUCE_SCATTER_TENSOR,
+  REDUCE_SCATTER_TENSOR_COALESCED,
+  ALLTOALL_BASE,
+  ALLTOALL,
+  SEND,
+  RECV,
+  RECV_ANYSOURCE,
+  BARRIER,
+  MONITORED_BARRIER,
+  UNKNOWN,
+};
+inline constexpr int kNumOpTypes = static_cast<int>(OpType::UNKNOWN) + 1;
+
+const char* to_string(OpType op);  // "allreduce", "recv_anysource", ...
+bool is_point_to_point(OpType op);  // send, recv, recv_anysource
+
+// The value of an operation: its output tensors, or an error.
+class Future {
+ public:
+  Future() = default;
+  Future(const Future&) = delete;
+  Future& operator=(const Future&) = delete;
+
+  // Blocks until complete; rethrows the error if it failed.
+  void wait();
+  // Waits at most `timeout`; true if complete. Does not rethrow.
+  bool wait_for(std::chrono::milliseconds timeout);
+  bool completed() const;
+  bool has_error() const;
+  std::exception_ptr exception() const;
+  // Waits, then returns the outputs or rethrows the error.
+  std::vector<Tensor> value();
+
+  // Runs cb(*this) exactly once when the future completes: at once on the
+  // calling thread if it already has, else on the thread that completes it.
+  // Returns a future that completes after cb returns, with this future's
+  // value, or with cb's exception if it threw.
+  std::shared_ptr<Future> then(std::function<void(Future&)> cb);
+
+  // Completion; the first call wins, later ones return false and change
+  // nothing.
+  bool mark_completed(std::vector<Tensor> value);
+  bool set_error(std::exception_ptr error);
+
+ private:
+  bool complete(std::vector<Tensor> value, std::exception_ptr error);
+
+  mutable std::mutex mutex_;
+  std::condition_variable done_cv_;
+  bool completed_ = false;                  // GUARDED_BY(mutex_)
+  std::vector<Tensor> value_;               // GUARDED_BY(mutex_)
+  std::exception_ptr error_;                // GUARDED_BY(mutex_)
+  std::vector<std::function<void(Future&)>> callbacks_;  // GUARDED_BY(mutex_)
+};
+
+class Work {
+ public:
+  // `description` names the operation for messages, e.g.
+  // "allreduce #17 on group 'default' (rank 1 of 4)".
+  Work(OpType op, std::string description, std::vector<Tensor> outputs = {});
+  virtual ~Work();
+  Work(const Work&) = delete;
+  Work& operator=(const Work&) = delete;
+
+  bool is_completed();
+  bool is_success() const;                 // completed without error
+  std::exception_ptr exception() const;    // null unless it failed
+  int source_rank() const;                 // recv_anysource: the sender; else -1
+  std::vector<Tensor> result();            // the output tensors
+  OpType op_type() const { return op_; }
+  const std::string& description() const { return description_; }
+
+  // Blocks until done and rethrows the operation's error. With a timeout
+  // (> 0), throws TimeoutError naming the operation when it passes, after
+  // aborting the operation. kNoTimeout waits without limit; the operation's
+  // own deadline still applies. Returns true.
+  bool wait(std::chrono::milliseconds timeout = kNoTimeout);
+  // Cancels a pending operation: wait() then throws DistBackendError. No
+  // effect on a completed one.
+  void abort();
+  std::shared_ptr<Future> get_future();
+
+ protected:
+  // Completes the work: the single place where its state changes. Returns
+  // false (and changes nothing) if it was already complete. Thread-safe.
+  bool finish(std::exception_ptr error = nullptr);
+  // Before finish(): outputs for result() and the future.
+  void set_outputs(std::vector<Tensor> outputs);
+  void set_source_rank(int rank);
+  // Asks the engine to stop the operation; called by abort() and by a timed
+  // out wait() before they finish the work. May run on any thread.
+  virtual void cancel() {}
+
+ private:
+  const OpType op_;
+  const std::string description_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable done_cv_;
+  bool completed_ = false;                  // GUARDED_BY(mutex_)
+  std::exception_ptr error_;                // GUARDED_BY(mutex_)
+  std::vector<Tensor> outputs_;             // GUARDED_BY(mutex_)
+  int source_rank_ = -1;                    // GUARDED_BY(mutex_)
+  std::shared_ptr<Future> future_;          // GUARDED_BY(mutex_)
+};
+
+}  // namespace tutti

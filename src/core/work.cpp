@@ -1,0 +1,240 @@
+#include "tutti/work.hpp"
+
+#include <fmt/format.h>
+
+#include <array>
+
+namespace tutti {
+
+const char* to_string(OpType op) {
+  static constexpr std::array<const char*, kNumOpTypes> kNames = {
+      "broadcast",
+      "allreduce",
+      "allreduce_sparse",
+      "allreduce_coalesced",
+      "reduce",
+      "allgather",
+      "allgather_into_tensor",
+      "allgather_coalesced",
+      "allgather_into_tensor_coalesced",
+      "gather",
+      "scatter",
+      "reduce_scatter",
+      "reduce_scatter_tensor",
+      "reduce_scatter_tensor_coalesced",
+      "alltoall_base",
+      "alltoall",
+      "send",
+      "recv",
+      "recv_anysource",
+      "barrier",
+      "monitored_barrier",
+      "unknown",
+  };
+  auto index = static_cast<size_t>(op);
+  return index < kNames.size() ? kNames[index] : "unknown";
+}
+
+bool is_point_to_point(OpType op) {
+  return op == OpType::SEND || op == OpType::RECV || op == OpType::RECV_ANYSOURCE;
+}
+
+// ------------------------------------------------------------------ Future
+
+void Future::wait() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  done_cv_.wait(lock, [this] { return completed_; });
+  if (error_) std::rethrow_exception(error_);
+}
+
+bool Future::wait_for(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  return done_cv_.wait_for(lock, timeout, [this] { return completed_; });
+}
+
+bool Future::completed() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return completed_;
+}
+
+bool Future::has_error() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return completed_ && error_ != nullptr;
+}
+
+std::exception_ptr Future::exception() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return error_;
+}
+
+std::vector<Tensor> Future::value() {
+  wait();
+  std::lock_guard<std::mutex> lock(mutex_);
+  return value_;
+}
+
+std::shared_ptr<Future> Future::then(std::function<void(Future&)> cb) {
+  auto child = std::make_shared<Future>();
+  auto chained = [cb = std::move(cb), child](Future& parent) {
+    try {
+      cb(parent);
+    } catch (...) {
+      child->set_error(std::current_exception());
+      return;
+    }
+    if (auto error = parent.exception()) {
+      child->set_error(error);
+    } else {
+      std::vector<Tensor> value;
+      {
+        std::lock_guard<std::mutex> lock(parent.mutex_);
+        value = parent.value_;
+      }
+      child->mark_completed(std::move(value));
+    }
+  };
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!completed_) {
+      callbacks_.push_back(std::move(chained));
+      return child;
+    }
+  }
+  chained(*this);
+  return child;
+}
+
+bool Future::mark_completed(std::vector<Tensor> value) {
+  return complete(std::move(value), nullptr);
+}
+
+bool Future::set_error(std::exception_ptr error) { return complete({}, std::move(error)); }
+
+bool Future::complete(std::vector<Tensor> value, std::exception_ptr error) {
+  std::vector<std::function<void(Future&)>> callbacks;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (completed_) return false;
+    completed_ = true;
+    value_ = std::move(value);
+    error_ = std::move(error);
+    callbacks.swap(callbacks_);
+  }
+  done_cv_.notify_all();
+  // Callbacks run outside the lock so they may use this future freely.
+  for (auto& cb : callbacks) cb(*this);
+  return true;
+}
+
+// -------------------------------------------------------------------- Work
+
+Work::Work(OpType op, std::string description, std::vector<Tensor> outputs)
+    : op_(op), description_(std::move(description)), outputs_(std::move(outputs)) {}
+
+Work::~Work() = default;
+
+bool Work::is_completed() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return completed_;
+}
+
+bool Work::is_success() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return completed_ && error_ == nullptr;
+}
+
+std::exception_ptr Work::exception() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return error_;
+}
+
+int Work::source_rank() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return source_rank_;
+}
+
+std::vector<Tensor> Work::result() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return outputs_;
+}
+
+bool Work::wait(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  auto done = [this] { return completed_; };
+  if (timeout > kNoTimeout) {
+    if (!done_cv_.wait_for(lock, timeout, done)) {
+      lock.unlock();
+      cancel();
+      finish(std::make_exception_ptr(TimeoutError(
+          fmt::format("{} timed out after {} ms in Work::wait; the operation was aborted",
+                      description_, timeout.count()))));
+      lock.lock();
+    }
+  } else {
+    done_cv_.wait(lock, done);
+  }
+  if (error_) std::rethrow_exception(error_);
+  return true;
+}
+
+void Work::abort() {
+  if (is_completed()) return;
+  cancel();
+  finish(std::make_exception_ptr(
+      DistBackendError(fmt::format("{} was aborted by Work::abort()", description_))));
+}
+
+std::shared_ptr<Future> Work::get_future() {
+  std::shared_ptr<Future> future;
+  std::vector<Tensor> outputs;
+  std::exception_ptr error;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (future_) return future_;
+    future_ = std::make_shared<Future>();
+    if (!completed_) return future_;
+    future = future_;
+    outputs = outputs_;
+    error = error_;
+  }
+  if (error) {
+    future->set_error(error);
+  } else {
+    future->mark_completed(std::move(outputs));
+  }
+  return future;
+}
+
+bool Work::finish(std::exception_ptr error) {
+  std::shared_ptr<Future> future;
+  std::vector<Tensor> outputs;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (completed_) return false;
+    completed_ = true;
+    error_ = error;
+    future = future_;
+    outputs = outputs_;
+  }
+  done_cv_.notify_all();
+  if (future) {
+    if (error) {
+      future->set_error(std::move(error));
+    } else {
+      future->mark_completed(std::move(outputs));
+    }
+  }
+  return true;
+}
+
+void Work::set_outputs(std::vector<Tensor> outputs) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  outputs_ = std::move(outputs);
+}
+
+void Work::set_source_rank(int rank) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  source_rank_ = rank;
+}
+
+}  // namespace tutti
