@@ -14,6 +14,7 @@ class HashStore : public Store {
   explicit HashStore(std::chrono::milliseconds timeout = kDefaultStoreTimeout)
       : Store(timeout) {}
 
+  using Store::set;
   void set(const std::string& key, const std::vector<uint8_t>& value) override;
   std::vector<uint8_t> get(const std::string& key) override;
   int64_t add(const std::string& key, int64_t delta) override;

@@ -13,6 +13,7 @@ class PrefixStore : public Store {
   // Throws InvalidArgument if store is null.
   PrefixStore(std::string prefix, std::shared_ptr<Store> store);
 
+  using Store::set;
   void set(const std::string& key, const std::vector<uint8_t>& value) override;
   std::vector<uint8_t> get(const std::string& key) override;
   int64_t add(const std::string& key, int64_t delta) override;

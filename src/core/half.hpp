@@ -1,9 +1,9 @@
 // Scalar conversions between float32 and the 16-bit float formats, rounding
 // to nearest even and keeping NaN a NaN. Bit patterns travel as uint16_t.
 //
-// The conversions are inline, branch-free integer code: the generic kernel
-// variant calls them once per element, so they must not cost a function call,
-// and the compiler can vectorise the select form. They reproduce the x86 F16C
+// The conversions are inline and branch-free: the generic kernel variant
+// calls them once per element, so they must not cost a function call, and
+// written as selects the compiler vectorises them. They reproduce the x86 F16C
 // instructions (vcvtph2ps, vcvtps2ph with round-to-nearest-even) bit for bit,
 // NaN payloads included, so the two kernel variants give identical results:
 //   - a NaN is made quiet and keeps its sign and the top payload bits;
@@ -11,7 +11,6 @@
 //   - a float32 that rounds past the largest finite float16 becomes infinity.
 #pragma once
 
-#include <algorithm>
 #include <bit>
 #include <cstdint>
 
@@ -35,17 +34,29 @@ constexpr uint16_t float_to_bf16(float f) {
   return static_cast<uint16_t>(u >> 16);
 }
 
+// condition ? if_true : if_false, with masks. Compilers keep ?: on
+// integers computed from float arithmetic as a branch (float operations may
+// raise FP flags, so they are not evaluated speculatively), which stops a loop
+// from vectorising; this form has no branch to keep.
+constexpr uint32_t select_bits(bool condition, uint32_t if_true, uint32_t if_false) {
+  const uint32_t mask = 0u - uint32_t{condition};
+  return (if_true & mask) | (if_false & ~mask);
+}
+
 constexpr float half_to_float(uint16_t h) {
   const uint32_t sign = uint32_t{h & 0x8000u} << 16;
   const uint32_t exponent = (h >> 10) & 0x1fu;
   const uint32_t mantissa = h & 0x3ffu;
   // Normal: rebias the exponent from 15 to 127 (112 = 127 - 15).
   const uint32_t normal = ((exponent + 112u) << 23) | (mantissa << 13);
-  // Subnormal (and zero): mantissa * 2^-24, exact in float32.
-  const uint32_t subnormal = float_bits(static_cast<float>(mantissa) * 0x1p-24f);
+  // Subnormal (and zero): mantissa * 2^-24, exact in float32 and a normal
+  // float32, so no rounding mode or flush-to-zero setting can change it.
+  const uint32_t subnormal =
+      float_bits(static_cast<float>(static_cast<int32_t>(mantissa)) * 0x1p-24f);
   // Infinity or NaN; a NaN gets the quiet bit, as vcvtph2ps does.
-  const uint32_t special = 0x7f800000u | (mantissa << 13) | (mantissa != 0 ? 0x00400000u : 0u);
-  const uint32_t magnitude = exponent == 0 ? subnormal : exponent == 0x1f ? special : normal;
+  const uint32_t special = 0x7f800000u | (mantissa << 13) | (uint32_t{mantissa != 0} << 22);
+  uint32_t magnitude = select_bits(exponent == 0, subnormal, normal);
+  magnitude = select_bits(exponent == 0x1f, special, magnitude);
   return bits_float(sign | magnitude);
 }
 
@@ -60,17 +71,14 @@ constexpr uint16_t float_to_half(float f) {
   uint32_t normal = abs - (112u << 23);
   normal = (normal + 0xfffu + ((normal >> 13) & 1u)) >> 13;
 
-  // Below 2^-14 the result is a multiple of 2^-24: shift the mantissa, with its
-  // implicit bit, right so that one unit is 2^-24, rounding to nearest even.
-  // Clamping the shift to [14, 31] keeps it defined for every input (the
-  // select below discards the results outside this range) and still yields 0
-  // for everything below 2^-25, float32 subnormals included, whose wrongly
-  // assumed implicit bit cannot matter there.
-  const uint32_t exponent = std::clamp(abs >> 23, 95u, 112u);
-  const uint32_t shift = 126u - exponent;
-  const uint32_t mantissa = (abs & 0x7fffffu) | 0x800000u;
-  const uint32_t half_unit = 1u << (shift - 1);
-  const uint32_t subnormal = (mantissa + half_unit - 1u + ((mantissa >> shift) & 1u)) >> shift;
+  // Below 2^-14 the result is a float16 subnormal, a multiple of 2^-24. In
+  // [0.5, 1) a float32's last mantissa bit is worth 2^-24, so adding 0.5 makes
+  // the float addition itself round to nearest even at that bit, and the low
+  // bits of the sum are the subnormal's pattern (0x400 when it rounds up to
+  // the smallest normal). This needs the default rounding mode, as does all
+  // float arithmetic in the kernels; denormals-are-zero cannot change the
+  // result, since float32 subnormals round to zero here anyway.
+  const uint32_t subnormal = float_bits(bits_float(abs) + 0.5f) - float_bits(0.5f);
 
   // A NaN stays NaN: quiet bit set, top payload bits kept (as vcvtps2ph).
   const uint32_t nan = 0x7e00u | ((abs >> 13) & 0x3ffu);
@@ -78,10 +86,9 @@ constexpr uint16_t float_to_half(float f) {
   // and 65536; a tie goes to the even neighbour, which is infinity.
   constexpr uint32_t kOverflow = 0x477ff000u;
   constexpr uint32_t kSmallestNormal = 0x38800000u;  // 2^-14
-  const uint32_t magnitude = abs > 0x7f800000u        ? nan
-                             : abs >= kOverflow       ? 0x7c00u
-                             : abs >= kSmallestNormal ? normal
-                                                      : subnormal;
+  uint32_t magnitude = select_bits(abs >= kSmallestNormal, normal, subnormal);
+  magnitude = select_bits(abs >= kOverflow, 0x7c00u, magnitude);
+  magnitude = select_bits(abs > 0x7f800000u, nan, magnitude);
   return static_cast<uint16_t>(sign | magnitude);
 }
 

@@ -15,7 +15,7 @@
 
 namespace tutti::kernels {
 
-// Throws InvalidArgument("<context>: cannot use ReduceOp.BAND with dtype
+// Throws InvalidArgument("<context>: cannot use ReduceOp.BAND on dtype
 // float32 ...") when op is not defined on dtype (see reduce_op.hpp).
 void check_supported(ReduceOp op, DType dtype, const char* context);
 
@@ -40,7 +40,8 @@ void combine_many(void* dst, const void* const* srcs, size_t count, size_t n, DT
 
 // out[i] = in[i] * factor (PREMUL_SUM's pre-multiplication). The factor is
 // applied in float32 for Float16/BFloat16/Float32, in float64 for Float64,
-// and in float64 with truncation toward zero for integers. out may alias in.
+// and in float64 with truncation toward zero for integers, where results
+// outside the dtype's range saturate and NaN becomes 0. out may alias in.
 // REQUIRES: dtype is not Bool.
 void scale(void* out, const void* in, size_t n, DType dtype, double factor);
 

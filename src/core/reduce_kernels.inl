@@ -210,6 +210,10 @@ void combine_16bit(uint16_t* out, const uint16_t* a, const uint16_t* b, size_t n
   alignas(64) float wide_b[kBlock16];
   for (size_t start = 0; start < n; start += kBlock16) {
     const size_t m = min_size(kBlock16, n - start);
+    for (size_t p = start + 1 * kBlock16; p < start + 2 * kBlock16 && p < n; p += 32) {
+      __builtin_prefetch(a + p);
+      __builtin_prefetch(b + p);
+    }
     Format::widen(a + start, wide_a, m);
     Format::widen(b + start, wide_b, m);
     accumulate_loop(wide_a, wide_b, m, op);

@@ -49,8 +49,7 @@ constexpr size_t kTailBytes = 4096;
 constexpr milliseconds kPollTick{20};
 
 std::system_error errno_error(const std::string& what) {
-  return std::system_error(errno, std::generic_category(),
-                           "multiproc harness: " + what);
+  return std::system_error(errno, std::generic_category(), "multiproc harness: " + what);
 }
 
 class UniqueFd {
@@ -107,8 +106,7 @@ class TempDir {
  public:
   TempDir() {
     const char* base = std::getenv("TMPDIR");
-    std::string pattern =
-        std::string(base && *base ? base : "/tmp") + "/tutti-multiproc-XXXXXX";
+    std::string pattern = std::string(base && *base ? base : "/tmp") + "/tutti-multiproc-XXXXXX";
     if (::mkdtemp(pattern.data()) == nullptr) {
       throw errno_error("mkdtemp " + pattern);
     }
@@ -135,13 +133,11 @@ uint16_t pick_free_port() {
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = 0;
-  if (::bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) !=
-      0) {
+  if (::bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     throw errno_error("bind 127.0.0.1:0");
   }
   socklen_t len = sizeof addr;
-  if (::getsockname(sock.get(), reinterpret_cast<sockaddr*>(&addr), &len) !=
-      0) {
+  if (::getsockname(sock.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     throw errno_error("getsockname");
   }
   return ntohs(addr.sin_port);
@@ -155,7 +151,7 @@ std::string format_duration(milliseconds duration) {
 
 std::string signal_name(int sig) {
   const char* abbrev = ::sigabbrev_np(sig);
-  const char* description = ::strsignal(sig);
+  const char* description = ::sigdescr_np(sig);
   std::string name = "signal " + std::to_string(sig);
   if (abbrev != nullptr) {
     name += std::string(" (SIG") + abbrev;
@@ -189,7 +185,8 @@ class FailureForwarder : public ::testing::EmptyTestEventListener {
     if (result.file_name() != nullptr) {
       text += result.file_name();
       if (result.line_number() >= 0) {
-        text += ":" + std::to_string(result.line_number());
+        text += ':';
+        text += std::to_string(result.line_number());
       }
       text += ": ";
     }
@@ -218,26 +215,25 @@ class FailureForwarder : public ::testing::EmptyTestEventListener {
   int failures_ = 0;
 };
 
-int run_body(const RankContext& ctx, const Body& body,
-             FailureForwarder& forwarder) {
+int run_body(const RankContext& ctx, const Body& body, FailureForwarder& forwarder) {
   try {
     body(ctx);
   } catch (const std::exception& e) {
-    forwarder.report("uncaught exception of type " +
-                     demangle(typeid(e).name()) + ": " + e.what() + "\n");
+    forwarder.report("uncaught exception of type " + demangle(typeid(e).name()) + ": " + e.what() +
+                     "\n");
     return kExitThrew;
   } catch (...) {
     const std::type_info* type = abi::__cxa_current_exception_type();
-    forwarder.report("uncaught exception of type " +
-                     (type ? demangle(type->name()) : "<unknown>") + "\n");
+    forwarder.report("uncaught exception of type " + (type ? demangle(type->name()) : "<unknown>") +
+                     "\n");
     return kExitThrew;
   }
   return forwarder.failures() > 0 ? kExitFailed : kExitPassed;
 }
 
 [[noreturn]] void run_child(const RankContext& ctx, const Body& body,
-                            const MultiProcOptions& options, int report_fd,
-                            int output_fd, pid_t parent) {
+                            const MultiProcOptions& options, int report_fd, int output_fd,
+                            pid_t parent) {
   // A test binary killed by CI (or by a debugger) must not leave ranks
   // behind. The check closes the race where the parent died before prctl.
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) {
@@ -295,8 +291,9 @@ struct Child {
 // still running, so an exception in the parent cannot leak processes.
 class Supervisor {
  public:
+  // The deadline counts from here, before the first fork.
   Supervisor(const MultiProcOptions& options, int world_size)
-      : options_(options) {
+      : options_(options), deadline_(Clock::now() + options.deadline) {
     children_.reserve(static_cast<size_t>(world_size));
     outcomes_.resize(static_cast<size_t>(world_size));
   }
@@ -333,8 +330,7 @@ class Supervisor {
       }
       ::close(report.read_end.get());
       ::close(output.read_end.get());
-      run_child(ctx, body, options_, report.write_end.get(),
-                output.write_end.get(), parent);
+      run_child(ctx, body, options_, report.write_end.get(), output.write_end.get(), parent);
     }
     // Also set here: whichever of parent and child runs first, the group
     // exists before the parent might need to kill it.
@@ -348,10 +344,9 @@ class Supervisor {
   }
 
   std::vector<RankOutcome> wait() {
-    const Clock::time_point deadline = Clock::now() + options_.deadline;
     while (running_count() > 0) {
       const Clock::time_point now = Clock::now();
-      if (now >= deadline) {
+      if (now >= deadline_) {
         stop_running(KillReason::Deadline);
         break;
       }
@@ -359,8 +354,7 @@ class Supervisor {
         stop_running(KillReason::PeerFailure);
         break;
       }
-      const Clock::time_point until =
-          std::min(deadline, grace_end_.value_or(deadline));
+      const Clock::time_point until = std::min(deadline_, grace_end_.value_or(deadline_));
       auto wait_for = std::chrono::ceil<milliseconds>(until - now);
       poll_output(std::min(wait_for, kPollTick));
       reap_exited();
@@ -370,9 +364,8 @@ class Supervisor {
 
  private:
   size_t running_count() const {
-    return static_cast<size_t>(
-        std::count_if(children_.begin(), children_.end(),
-                      [](const Child& child) { return child.running; }));
+    return static_cast<size_t>(std::count_if(children_.begin(), children_.end(),
+                                             [](const Child& child) { return child.running; }));
   }
 
   // The child is unreaped while this runs, so its pid, and with it the
@@ -395,8 +388,7 @@ class Supervisor {
         owners.emplace_back(&child, false);
       }
     }
-    int ready =
-        ::poll(fds.data(), fds.size(), static_cast<int>(timeout.count()));
+    int ready = ::poll(fds.data(), fds.size(), static_cast<int>(timeout.count()));
     if (ready <= 0) return;  // timeout, or EINTR: the caller loops anyway
     for (size_t i = 0; i < fds.size(); ++i) {
       if (fds[i].revents == 0) continue;
@@ -442,8 +434,7 @@ class Supervisor {
     child.partial_line += chunk;
     size_t start = 0;
     std::string lines;
-    for (size_t end;
-         (end = child.partial_line.find('\n', start)) != std::string::npos;
+    for (size_t end; (end = child.partial_line.find('\n', start)) != std::string::npos;
          start = end + 1) {
       lines += "[rank " + std::to_string(child.rank) + "] ";
       lines.append(child.partial_line, start, end + 1 - start);
@@ -465,8 +456,7 @@ class Supervisor {
       siginfo_t info{};
       // WNOWAIT leaves the child a zombie, keeping its pid reserved until
       // finish() has killed the rest of its group.
-      int rc = ::waitid(P_PID, static_cast<id_t>(child.pid), &info,
-                        WEXITED | WNOHANG | WNOWAIT);
+      int rc = ::waitid(P_PID, static_cast<id_t>(child.pid), &info, WEXITED | WNOHANG | WNOWAIT);
       if (rc == 0 && info.si_pid == child.pid) finish(child);
     }
   }
@@ -499,8 +489,8 @@ class Supervisor {
     flush_partial_line(child);
 
     RankOutcome outcome = classify(child, status);
-    if (outcome.kind != RankOutcome::Kind::Passed &&
-        options_.kill_on_first_failure && first_failed_rank_ < 0) {
+    if (outcome.kind != RankOutcome::Kind::Passed && options_.kill_on_first_failure &&
+        first_failed_rank_ < 0) {
       first_failed_rank_ = child.rank;
       grace_end_ = Clock::now() + options_.failure_grace;
     }
@@ -523,9 +513,7 @@ class Supervisor {
       }
     }
     if (tail.back() != '\n') tail += '\n';
-    return (truncated ? "--- last lines of its output ---\n"
-                      : "--- its output ---\n") +
-           tail;
+    return (truncated ? "--- last lines of its output ---\n" : "--- its output ---\n") + tail;
   }
 
   RankOutcome classify(const Child& child, int status) const {
@@ -548,8 +536,7 @@ class Supervisor {
           break;
         default:
           outcome.kind = Kind::ExitedNonZero;
-          outcome.messages = "exited with code " +
-                             std::to_string(outcome.exit_code) + "\n" +
+          outcome.messages = "exited with code " + std::to_string(outcome.exit_code) + "\n" +
                              outcome.messages + output_section(child);
       }
       return outcome;
@@ -559,15 +546,13 @@ class Supervisor {
     switch (child.kill_reason) {
       case KillReason::Deadline:
         outcome.kind = Kind::TimedOut;
-        what = "did not finish within " + format_duration(options_.deadline) +
-               " (killed)";
+        what = "did not finish within " + format_duration(options_.deadline) + " (killed)";
         break;
       case KillReason::PeerFailure:
         outcome.kind = Kind::KilledAfterPeerFailure;
         outcome.failed_peer = first_failed_rank_;
-        what = "still running " + format_duration(options_.failure_grace) +
-               " after rank " + std::to_string(first_failed_rank_) +
-               " failed (killed)";
+        what = "still running " + format_duration(options_.failure_grace) + " after rank " +
+               std::to_string(first_failed_rank_) + " failed (killed)";
         break;
       case KillReason::None:
         outcome.kind = Kind::Crashed;
@@ -579,6 +564,7 @@ class Supervisor {
   }
 
   const MultiProcOptions& options_;
+  const Clock::time_point deadline_;
   std::vector<Child> children_;
   std::vector<RankOutcome> outcomes_;
   int first_failed_rank_ = -1;
@@ -609,8 +595,8 @@ const char* to_string(RankOutcome::Kind kind) {
 }
 
 std::string describe(const RankOutcome& outcome, int world_size) {
-  std::string text = "rank " + std::to_string(outcome.rank) + " of " +
-                     std::to_string(world_size) + " " + to_string(outcome.kind);
+  std::string text = "rank " + std::to_string(outcome.rank) + " of " + std::to_string(world_size) +
+                     " " + to_string(outcome.kind);
   if (outcome.messages.empty()) return text;
   return text + ":\n" + outcome.messages;
 }
@@ -638,11 +624,9 @@ std::vector<RankOutcome> run_ranks_collect(int world_size, const Body& body,
   return supervisor.wait();
 }
 
-bool run_ranks(int world_size, const Body& body,
-               const MultiProcOptions& options, CallSite where) {
+bool run_ranks(int world_size, const Body& body, const MultiProcOptions& options, CallSite where) {
   bool all_passed = true;
-  for (const RankOutcome& outcome :
-       run_ranks_collect(world_size, body, options)) {
+  for (const RankOutcome& outcome : run_ranks_collect(world_size, body, options)) {
     if (outcome.kind == RankOutcome::Kind::Passed) continue;
     all_passed = false;
     ADD_FAILURE_AT(where.file, where.line) << describe(outcome, world_size);

@@ -50,7 +50,9 @@ struct RankOutcome {
     TimedOut,                // still running at the deadline; killed
     KilledAfterPeerFailure,  // still running a grace period after another
                              // rank failed; killed (see kill_on_first_failure)
-    ExitedNonZero,  // the body called exit() itself with a non-zero code
+    // The body called exit() with a non-zero code. Also how a sanitizer's
+    // report ends (exit code 1; the report is in messages).
+    ExitedNonZero,
   };
 
   int rank = 0;
@@ -98,9 +100,9 @@ struct MultiProcOptions {
 // Throws std::invalid_argument for world_size < 1 and std::system_error when
 // a pipe, fork or the temporary directory cannot be created (children already
 // started are killed first).
-std::vector<RankOutcome> run_ranks_collect(
-    int world_size, const std::function<void(const RankContext&)>& body,
-    const MultiProcOptions& options = {});
+std::vector<RankOutcome> run_ranks_collect(int world_size,
+                                           const std::function<void(const RankContext&)>& body,
+                                           const MultiProcOptions& options = {});
 
 // Where run_ranks was called from, so that its failures point at the test.
 // std::source_location would do, but clang 14 (and so clang-tidy) cannot
@@ -116,8 +118,7 @@ struct CallSite {
 // run_ranks_collect, then one non-fatal GoogleTest failure per rank that did
 // not pass, located at the caller and naming the rank and what happened.
 // Returns whether every rank passed.
-bool run_ranks(int world_size,
-               const std::function<void(const RankContext&)>& body,
+bool run_ranks(int world_size, const std::function<void(const RankContext&)>& body,
                const MultiProcOptions& options = {}, CallSite where = {});
 
 }  // namespace tutti::testing

@@ -65,9 +65,26 @@ void write_file_atomically(const fs::path& path, const std::string& text) {
   fs::rename(tmp, path);
 }
 
+// A directory the test and its ranks share outside the harness, to hand
+// results back to the parent.
+class OutDir {
+ public:
+  OutDir() {
+    std::string pattern = (fs::temp_directory_path() / "tutti-self-test-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp " + pattern);
+    path_ = pattern;
+  }
+  OutDir(const OutDir&) = delete;
+  OutDir& operator=(const OutDir&) = delete;
+  ~OutDir() { fs::remove_all(path_); }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
 double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 constexpr int kWorldSize = 4;
@@ -80,8 +97,7 @@ TEST(MultiProc, AllRanksPassAndShareDirAndPort) {
     std::ostringstream seen;
     seen << ctx.world_size << ' ' << ctx.shared_dir << ' ' << ctx.port;
     const fs::path dir = ctx.shared_dir;
-    write_file_atomically(dir / ("rank" + std::to_string(ctx.rank)),
-                          seen.str());
+    write_file_atomically(dir / ("rank" + std::to_string(ctx.rank)), seen.str());
     if (ctx.rank != 0) return;
 
     // Rendezvous: wait for every rank's file, then compare what they saw.
@@ -98,8 +114,7 @@ TEST(MultiProc, AllRanksPassAndShareDirAndPort) {
         }
       }
     }
-    EXPECT_EQ(names,
-              (std::set<std::string>{"rank0", "rank1", "rank2", "rank3"}));
+    EXPECT_EQ(names, (std::set<std::string>{"rank0", "rank1", "rank2", "rank3"}));
     for (const std::string& name : names) {
       EXPECT_EQ(read_file(dir / name), seen.str()) << name;
     }
@@ -107,17 +122,14 @@ TEST(MultiProc, AllRanksPassAndShareDirAndPort) {
   ASSERT_EQ(outcomes.size(), static_cast<size_t>(kWorldSize));
   for (int rank = 0; rank < kWorldSize; ++rank) {
     EXPECT_EQ(outcomes[rank].rank, rank);
-    EXPECT_EQ(outcomes[rank].kind, Kind::Passed)
-        << describe(outcomes[rank], kWorldSize);
+    EXPECT_EQ(outcomes[rank].kind, Kind::Passed) << describe(outcomes[rank], kWorldSize);
   }
 }
 
 TEST(MultiProc, EnvIsSetAndSharedDirIsRemovedAfterwards) {
-  char pattern[] = "/tmp/tutti-self-test-XXXXXX";
-  ASSERT_NE(::mkdtemp(pattern), nullptr);
-  const fs::path out_dir = pattern;
+  OutDir out_dir;
   MultiProcOptions options;
-  options.env["TUTTI_SELF_TEST_OUT"] = out_dir.string();
+  options.env["TUTTI_SELF_TEST_OUT"] = out_dir.path().string();
 
   auto outcomes = run_ranks_collect(
       2,
@@ -132,10 +144,9 @@ TEST(MultiProc, EnvIsSetAndSharedDirIsRemovedAfterwards) {
   for (const RankOutcome& outcome : outcomes) {
     EXPECT_EQ(outcome.kind, Kind::Passed) << describe(outcome, 2);
   }
-  const std::string shared_dir = read_file(out_dir / "shared_dir");
+  const std::string shared_dir = read_file(out_dir.path() / "shared_dir");
   EXPECT_FALSE(shared_dir.empty());
   EXPECT_FALSE(fs::exists(shared_dir)) << shared_dir;
-  fs::remove_all(out_dir);
 }
 
 // The assertions sit in functions of their own so that their lines are known
@@ -158,16 +169,14 @@ TEST(MultiProc, FailedAssertionsNameRankAndLocation) {
 
   EXPECT_EQ(outcomes[1].kind, Kind::Failed);
   EXPECT_EQ(outcomes[1].rank, 1);
-  EXPECT_CONTAINS(
-      outcomes[1].messages,
-      ("multiproc_self_test.cpp:" + std::to_string(kExpectLine) + ": Failure"));
+  EXPECT_CONTAINS(outcomes[1].messages,
+                  ("multiproc_self_test.cpp:" + std::to_string(kExpectLine) + ": Failure"));
   EXPECT_CONTAINS(outcomes[1].messages, ("expect marker"));
   EXPECT_CONTAINS(describe(outcomes[1], 3), ("rank 1 of 3 failed"));
 
   EXPECT_EQ(outcomes[2].kind, Kind::Failed);
   EXPECT_CONTAINS(outcomes[2].messages,
-                  ("multiproc_self_test.cpp:" + std::to_string(kAssertLine) +
-                   ": Fatal failure"));
+                  ("multiproc_self_test.cpp:" + std::to_string(kAssertLine) + ": Fatal failure"));
   EXPECT_CONTAINS(outcomes[2].messages, ("assert marker"));
 }
 
@@ -205,9 +214,8 @@ TEST(MultiProc, CrashIsReportedWithSignalAndOutputTail) {
   EXPECT_EQ(outcomes[1].kind, Kind::Crashed);
   EXPECT_EQ(outcomes[1].signal, SIGSEGV);
   EXPECT_CONTAINS(outcomes[1].messages, ("rank 1 about to crash"));
-  EXPECT_CONTAINS(describe(outcomes[1], 3),
-                  ("rank 1 of 3 crashed:\nkilled by signal " +
-                   std::to_string(SIGSEGV) + " (SIGSEGV"));
+  EXPECT_CONTAINS(describe(outcomes[1], 3), ("rank 1 of 3 crashed:\nkilled by signal " +
+                                             std::to_string(SIGSEGV) + " (SIGSEGV"));
 
   EXPECT_EQ(outcomes[2].kind, Kind::Crashed);
   EXPECT_EQ(outcomes[2].signal, SIGABRT);
@@ -270,8 +278,7 @@ TEST(MultiProc, FirstFailureKillsTheWaitingRanks) {
   for (int rank : {0, 2, 3}) {
     EXPECT_EQ(outcomes[rank].kind, Kind::KilledAfterPeerFailure) << rank;
     EXPECT_EQ(outcomes[rank].failed_peer, 1);
-    EXPECT_CONTAINS(outcomes[rank].messages,
-                    ("still running 500 ms after rank 1 failed"));
+    EXPECT_CONTAINS(outcomes[rank].messages, ("still running 500 ms after rank 1 failed"));
   }
 }
 
@@ -291,23 +298,20 @@ TEST(MultiProc, WithoutKillOnFirstFailureOthersRunToTheDeadline) {
 }
 
 TEST(MultiProc, ProcessesTheBodyLeftBehindAreKilled) {
-  char pattern[] = "/tmp/tutti-self-test-XXXXXX";
-  ASSERT_NE(::mkdtemp(pattern), nullptr);
-  const fs::path out_dir = pattern;
+  OutDir out_dir;
   MultiProcOptions options;
-  options.env["TUTTI_SELF_TEST_OUT"] = out_dir.string();
+  options.env["TUTTI_SELF_TEST_OUT"] = out_dir.path().string();
   auto outcomes = run_ranks_collect(
       1,
       [](const RankContext&) {
         const pid_t pid = ::fork();
         if (pid == 0) block_forever();
-        write_file_atomically(
-            fs::path(std::getenv("TUTTI_SELF_TEST_OUT")) / "pid",
-            std::to_string(pid));
+        write_file_atomically(fs::path(std::getenv("TUTTI_SELF_TEST_OUT")) / "pid",
+                              std::to_string(pid));
       },
       options);
   EXPECT_EQ(outcomes[0].kind, Kind::Passed) << describe(outcomes[0], 1);
-  const std::string pid = read_file(out_dir / "pid");
+  const std::string pid = read_file(out_dir.path() / "pid");
   ASSERT_FALSE(pid.empty());
   // SIGKILL lands asynchronously: allow it a moment to become gone, or a
   // zombie waiting for whoever inherited it to reap it.
@@ -321,7 +325,6 @@ TEST(MultiProc, ProcessesTheBodyLeftBehindAreKilled) {
   if (!stat.empty()) {
     EXPECT_CONTAINS(stat, ") Z ") << "pid " << pid << " still runs";
   }
-  fs::remove_all(out_dir);
 }
 
 TEST(MultiProc, ChattyRankDoesNotBlockAndTailIsBounded) {
@@ -337,14 +340,12 @@ TEST(MultiProc, ChattyRankDoesNotBlockAndTailIsBounded) {
   EXPECT_EQ(outcomes[1].kind, Kind::Crashed);
   EXPECT_CONTAINS(outcomes[1].messages, ("last words of rank 1"));
   EXPECT_CONTAINS(outcomes[1].messages, ("line 99999\n"));
-  EXPECT_PRED_FORMAT2(::testing::IsNotSubstring, "line 0\n",
-                      outcomes[1].messages);
+  EXPECT_PRED_FORMAT2(::testing::IsNotSubstring, "line 0\n", outcomes[1].messages);
   EXPECT_LT(outcomes[1].messages.size(), 5000u);
 }
 
 TEST(MultiProc, RejectsEmptyWorld) {
-  EXPECT_THROW(run_ranks_collect(0, [](const RankContext&) {}),
-               std::invalid_argument);
+  EXPECT_THROW(run_ranks_collect(0, [](const RankContext&) {}), std::invalid_argument);
 }
 
 // EXPECT_NONFATAL_FAILURE's statement cannot see local variables.
@@ -367,9 +368,7 @@ TEST(MultiProc, RunRanksFailureIsAtTheCallerWithTheChildsMessage) {
   int call_line = 0;
   {
     ::testing::ScopedFakeTestPartResultReporter reporter(
-        ::testing::ScopedFakeTestPartResultReporter::
-            INTERCEPT_ONLY_CURRENT_THREAD,
-        &failures);
+        ::testing::ScopedFakeTestPartResultReporter::INTERCEPT_ONLY_CURRENT_THREAD, &failures);
     call_line = __LINE__ + 1;
     all_passed = run_ranks(
         2,
@@ -382,17 +381,13 @@ TEST(MultiProc, RunRanksFailureIsAtTheCallerWithTheChildsMessage) {
   EXPECT_FALSE(all_passed);
   ASSERT_EQ(failures.size(), 2);
   for (int i = 0; i < failures.size(); ++i) {
-    EXPECT_CONTAINS(failures.GetTestPartResult(i).file_name(),
-                    ("multiproc_self_test.cpp"));
+    EXPECT_CONTAINS(failures.GetTestPartResult(i).file_name(), ("multiproc_self_test.cpp"));
     EXPECT_EQ(failures.GetTestPartResult(i).line_number(), call_line);
     EXPECT_TRUE(failures.GetTestPartResult(i).nonfatally_failed());
   }
-  EXPECT_CONTAINS(failures.GetTestPartResult(0).message(),
-                  ("rank 0 of 2 failed"));
-  EXPECT_CONTAINS(failures.GetTestPartResult(0).message(),
-                  ("rank zero says no"));
-  EXPECT_CONTAINS(failures.GetTestPartResult(1).message(),
-                  ("rank 1 of 2 crashed"));
+  EXPECT_CONTAINS(failures.GetTestPartResult(0).message(), ("rank 0 of 2 failed"));
+  EXPECT_CONTAINS(failures.GetTestPartResult(0).message(), ("rank zero says no"));
+  EXPECT_CONTAINS(failures.GetTestPartResult(1).message(), ("rank 1 of 2 crashed"));
   EXPECT_CONTAINS(failures.GetTestPartResult(1).message(), ("SIGSEGV"));
 }
 

@@ -1,14 +1,11 @@
-// One suite run against every store type, as c10d's StoreTestCommon.
-#include <gtest/gtest.h>
+#include "store/store_suite.hpp"
 
 #include <atomic>
 #include <thread>
 
 #include "tutti/errors.hpp"
-#include "tutti/hash_store.hpp"
-#include "tutti/prefix_store.hpp"
 
-namespace tutti {
+namespace tutti::testing {
 namespace {
 
 using namespace std::chrono_literals;
@@ -16,19 +13,12 @@ using Bytes = std::vector<uint8_t>;
 
 Bytes bytes(const std::string& s) { return Bytes(s.begin(), s.end()); }
 
-struct StoreFactory {
-  std::string name;
-  std::function<std::shared_ptr<Store>()> make;
-};
+}  // namespace
 
-class StoreTest : public ::testing::TestWithParam<StoreFactory> {
- protected:
-  void SetUp() override {
-    store = GetParam().make();
-    store->set_timeout(5s);
-  }
-  std::shared_ptr<Store> store;
-};
+void StoreTest::SetUp() {
+  store = GetParam().make();
+  store->set_timeout(5s);
+}
 
 TEST_P(StoreTest, SetGetOverwrite) {
   store->set("key", bytes("value"));
@@ -142,29 +132,7 @@ TEST_P(StoreTest, ConcurrentAddsAreAtomic) {
   EXPECT_EQ(store->add("shared", 0), kThreads * kAdds);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllStores, StoreTest,
-    ::testing::Values(
-        StoreFactory{"HashStore", [] { return std::make_shared<HashStore>(); }},
-        StoreFactory{"PrefixStore",
-                     [] {
-                       return std::make_shared<PrefixStore>("p",
-                                                            std::make_shared<HashStore>());
-                     }}),
-    [](const auto& info) { return info.param.name; });
+// Stores that are not instantiated in every test binary.
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(StoreTest);
 
-TEST(PrefixStore, NamespacesKeys) {
-  auto base = std::make_shared<HashStore>();
-  PrefixStore a("a", base), b("b", base);
-  a.set("k", bytes("1"));
-  b.set("k", bytes("2"));
-  EXPECT_EQ(a.get("k"), bytes("1"));
-  EXPECT_EQ(base->get("b/k"), bytes("2"));
-  PrefixStore nested("inner", std::make_shared<PrefixStore>("outer", base));
-  nested.set("k", bytes("3"));
-  EXPECT_EQ(base->get("outer/inner/k"), bytes("3"));
-  EXPECT_THROW(PrefixStore("x", nullptr), InvalidArgument);
-}
-
-}  // namespace
-}  // namespace tutti
+}  // namespace tutti::testing
