@@ -33,6 +33,18 @@ constexpr size_t kManyBlockBytes = 8192;
 
 constexpr size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
 
+// The 16-bit loops alternate between streaming a block in from memory (the
+// widening) and working on it in L1 (the float32 loop, the narrowing). The
+// hardware prefetchers do not run far enough ahead to keep memory busy during
+// the L1 phases, so each block asks for the block after next itself.
+constexpr size_t kPrefetchDistance = 2 * kBlock16;
+
+void prefetch_ahead(const uint16_t* data, size_t start, size_t n) {
+  constexpr size_t kLine = 64 / sizeof(uint16_t);
+  const size_t end = min_size(start + kPrefetchDistance + kBlock16, n);
+  for (size_t i = start + kPrefetchDistance; i < end; i += kLine) __builtin_prefetch(data + i);
+}
+
 // Integer SUM and PRODUCT wrap: compute in the unsigned type of the same
 // width, where overflow is defined, and convert back (modular since C++20).
 // Types narrower than int would be promoted to int, whose overflow is UB
@@ -210,10 +222,8 @@ void combine_16bit(uint16_t* out, const uint16_t* a, const uint16_t* b, size_t n
   alignas(64) float wide_b[kBlock16];
   for (size_t start = 0; start < n; start += kBlock16) {
     const size_t m = min_size(kBlock16, n - start);
-    for (size_t p = start + 1 * kBlock16; p < start + 2 * kBlock16 && p < n; p += 32) {
-      __builtin_prefetch(a + p);
-      __builtin_prefetch(b + p);
-    }
+    prefetch_ahead(a, start, n);
+    prefetch_ahead(b, start, n);
     Format::widen(a + start, wide_a, m);
     Format::widen(b + start, wide_b, m);
     accumulate_loop(wide_a, wide_b, m, op);
@@ -244,6 +254,8 @@ void combine_many_16bit(uint16_t* dst, const void* const* srcs, size_t count, si
   alignas(64) float wide[kBlock16];
   for (size_t start = 0; start < n; start += kBlock16) {
     const size_t m = min_size(kBlock16, n - start);
+    for (size_t k = 0; k < count; ++k)
+      prefetch_ahead(static_cast<const uint16_t*>(srcs[k]), start, n);
     Format::widen(static_cast<const uint16_t*>(srcs[0]) + start, acc, m);
     for (size_t k = 1; k < count; ++k) {
       Format::widen(static_cast<const uint16_t*>(srcs[k]) + start, wide, m);
@@ -258,6 +270,7 @@ void scale_16bit(uint16_t* out, const uint16_t* in, size_t n, float factor) {
   alignas(64) float wide[kBlock16];
   for (size_t start = 0; start < n; start += kBlock16) {
     const size_t m = min_size(kBlock16, n - start);
+    prefetch_ahead(in, start, n);
     Format::widen(in + start, wide, m);
     for (size_t i = 0; i < m; ++i) wide[i] *= factor;
     Format::narrow(wide, out + start, m);
@@ -269,6 +282,7 @@ void divide_16bit(uint16_t* data, size_t n, float divisor) {
   alignas(64) float wide[kBlock16];
   for (size_t start = 0; start < n; start += kBlock16) {
     const size_t m = min_size(kBlock16, n - start);
+    prefetch_ahead(data, start, n);
     Format::widen(data + start, wide, m);
     for (size_t i = 0; i < m; ++i) wide[i] /= divisor;
     Format::narrow(wide, data + start, m);

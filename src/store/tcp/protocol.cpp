@@ -434,6 +434,7 @@ ParseResult parse_response(Op op, const uint8_t* buf, size_t len, const Limits& 
       case Op::DELETE_KEY:
       case Op::CHECK:
         out->number = r.integer<uint8_t>();
+        if (out->number > 1) r.fail(fmt::format("boolean byte {} is not 0 or 1", out->number));
         break;
       default:
         break;

@@ -1,0 +1,139 @@
+#include "store_bench_proc.hpp"
+
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <stdexcept>
+#include <thread>
+
+namespace store_bench {
+namespace {
+
+[[noreturn]] void fail(const std::string& what) {
+  throw std::runtime_error(what + ": " + std::strerror(errno));
+}
+
+std::string describe(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return std::string("was killed by ") + strsignal(WTERMSIG(status));
+  return "stopped";
+}
+
+}  // namespace
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+Pipe::Pipe() {
+  if (::pipe(fds_) != 0) fail("pipe");
+}
+
+Pipe::~Pipe() {
+  ::close(fds_[0]);
+  ::close(fds_[1]);
+}
+
+void write_all(int fd, const void* buf, size_t len) {
+  const auto* p = static_cast<const char*>(buf);
+  while (len > 0) {
+    ssize_t n = ::write(fd, p, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail("write to pipe");
+    p += n;
+    len -= static_cast<size_t>(n);
+  }
+}
+
+Children::~Children() {
+  signal_all(SIGKILL);
+  for (auto& c : children_) {
+    if (c.running) ::waitpid(c.pid, nullptr, 0);
+  }
+}
+
+pid_t Children::spawn(const std::string& what, const std::function<void()>& body) {
+  // Buffered output would otherwise be written twice, once by each process.
+  std::fflush(stdout);
+  std::fflush(stderr);
+  pid_t pid = ::fork();
+  if (pid < 0) fail("fork");
+  if (pid == 0) {
+    int code = 0;
+    try {
+      body();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "store_bench: %s: %s\n", what.c_str(), e.what());
+      code = 1;
+    }
+    // _exit: the child must not run the parent's atexit handlers or static
+    // destructors (nor libtorch's), which belong to the parent.
+    ::_exit(code);
+  }
+  children_.push_back({pid, what, true});
+  return pid;
+}
+
+void Children::reap(bool block) {
+  for (auto& c : children_) {
+    if (!c.running) continue;
+    int status = 0;
+    pid_t r = ::waitpid(c.pid, &status, block ? 0 : WNOHANG);
+    if (r == 0) continue;
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      fail("waitpid");
+    }
+    c.running = false;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      throw std::runtime_error(c.what + " " + describe(status));
+    }
+  }
+}
+
+void Children::read(int fd, void* buf, size_t len, Clock::time_point deadline) {
+  auto* p = static_cast<char*>(buf);
+  while (len > 0) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) throw std::runtime_error("timed out waiting for the children");
+    // Wake up now and then to notice a child that died without writing.
+    pollfd pfd{fd, POLLIN, 0};
+    int rc = ::poll(&pfd, 1, static_cast<int>(std::min<int64_t>(left.count(), 100)));
+    if (rc < 0 && errno != EINTR) fail("poll");
+    if (rc <= 0) {
+      reap(false);
+      continue;
+    }
+    ssize_t n = ::read(fd, p, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail("read from pipe");
+    p += n;
+    len -= static_cast<size_t>(n);
+  }
+}
+
+void Children::wait_all(Clock::time_point deadline) {
+  while (true) {
+    reap(false);
+    bool any = false;
+    for (const auto& c : children_) any = any || c.running;
+    if (!any) return;
+    if (Clock::now() >= deadline) throw std::runtime_error("timed out waiting for children");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+void Children::signal_all(int sig) {
+  for (const auto& c : children_) {
+    if (c.running) ::kill(c.pid, sig);
+  }
+}
+
+}  // namespace store_bench
