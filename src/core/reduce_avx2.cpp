@@ -26,9 +26,7 @@ namespace {
 // 32-bit lane. A NaN keeps its sign and top payload bits and becomes quiet.
 __m256i round_to_bf16(__m256 value) {
   const __m256i bits = _mm256_castps_si256(value);
-  const __m256i magnitude = _mm256_and_si256(bits, _mm256_set1_epi32(0x7fffffff));
-  // Both operands are non-negative as int32, so a signed compare is right.
-  const __m256i is_nan = _mm256_cmpgt_epi32(magnitude, _mm256_set1_epi32(0x7f800000));
+  const __m256i is_nan = _mm256_castps_si256(_mm256_cmp_ps(value, value, _CMP_UNORD_Q));
   const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
   const __m256i rounded = _mm256_add_epi32(bits, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), lsb));
   const __m256i quieted = _mm256_or_si256(bits, _mm256_set1_epi32(0x00400000));
