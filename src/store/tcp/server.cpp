@@ -389,6 +389,18 @@ class Server::Loop {
     draining_ = false;
   }
 
+  // Forgets that connection `id` waits on `keys`, so requests that time out
+  // or whose clients leave do not accumulate.
+  void unwatch(uint64_t id, const std::vector<std::string>& keys) {
+    for (const auto& key : keys) {
+      auto it = watchers_.find(key);
+      if (it == watchers_.end()) continue;
+      auto& ids = it->second;
+      ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
+      if (ids.empty()) watchers_.erase(it);
+    }
+  }
+
   void expire_deadlines() {
     const auto now = Clock::now();
     while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
@@ -406,6 +418,7 @@ class Server::Loop {
         if (data_.find(key) == data_.end()) a.keys.push_back(key);
       }
       const Op op = c.parked->request.op;
+      unwatch(id, c.parked->request.keys);
       c.parked.reset();
       encode_response(op, a, &c.out);
       process(id);
@@ -471,7 +484,8 @@ class Server::Loop {
                 "TCPStore server: closing the connection from {}: {}", it->second.peer, reason);
     }
     ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.fd.get(), nullptr);
-    // Watchers and deadlines naming this id are skipped when they come up.
+    // A deadline naming this id is skipped when it comes up.
+    if (it->second.parked) unwatch(id, it->second.parked->request.keys);
     connections_.erase(it);
   }
 
