@@ -8,24 +8,30 @@
 //   rendezvous   P processes (default 64) each connect, set "addr/<rank>",
 //                then wait for all P keys. Timed twice: from just before the
 //                first fork to the last process done waiting ("incl. fork"),
-//                and from a start signal to forked processes already blocked
-//                on a pipe ("started together": no process creation).
+//                and from a start signal to processes already forked and
+//                blocked on a pipe ("started together": no process creation).
 //
-// Every server and client is a process of its own (fork), so no two loops
-// share a thread, and the parent, which only times, never starts a thread:
-// both stores start threads, and fork copies only the calling one. Each
-// measurement runs --runs times per store, the stores alternating (A B A B),
-// so a noisy machine weighs on both alike; the table gives the median and the
-// min-max. Each run uses a fresh server on a free port.
+// Every server and client is a forked process of its own, so no two loops
+// share a thread, and the process that forks them never starts a thread
+// (both stores start threads; fork copies only the calling one). Each run
+// uses a fresh server on a free port.
+//
+// Each measurement run happens in a worker process: `store_bench --worker`
+// for tutti, `store_bench_c10d --worker` for c10d (built only when libtorch
+// is installed). The two stores do not share a binary because a process
+// with libtorch loaded forks and exits about ten times slower (its page
+// tables are large), which would charge tutti's rendezvous for libtorch.
+// This orchestrator runs the workers --runs times per store, alternating
+// (A B A B), so a noisy machine weighs on both alike, and prints the median
+// and the min-max.
 //
 //   store_bench [--runs 5] [--seconds 3] [--clients 16] [--procs 64]
-//               [--stores tutti,c10d]
+//               [--stores tutti,c10d] [--measure one,many,rendezvous]
 #include <fmt/format.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
 #include <map>
 #include <optional>
@@ -33,155 +39,63 @@
 #include <string>
 #include <vector>
 
-#include "store_bench_driver.hpp"
+#include "store_bench_harness.hpp"
 #include "store_bench_proc.hpp"
 
 namespace store_bench {
 namespace {
 
-// Generous: on a loaded 2-core machine 64 processes may take a while, and a
-// store that times out should fail the benchmark, not skew it.
-constexpr std::chrono::milliseconds kStoreTimeout{60'000};
-const std::string kHost = "127.0.0.1";
-
 struct Options {
   int runs = 5;
-  double seconds = 3.0;
-  int clients = 16;
-  int procs = 64;
   std::vector<std::string> stores;
+  std::vector<std::string> measures;  // empty: all
   bool warmup = true;
+  WorkerArgs worker;
+
+  bool wants(const char* name) const {
+    return measures.empty() || std::find(measures.begin(), measures.end(), name) != measures.end();
+  }
 };
 
-void read_byte(int fd) {
-  char byte;
-  while (true) {
-    ssize_t n = ::read(fd, &byte, 1);
-    if (n == 1) return;
-    if (n < 0 && errno == EINTR) continue;
-    throw std::runtime_error("the benchmark's parent went away");
-  }
-}
-
-void write_bytes(int fd, int count) {
-  const std::vector<char> bytes(static_cast<size_t>(count), 1);
-  write_all(fd, bytes.data(), bytes.size());
-}
-
-// A store server in a child process of its own, killed on destruction.
-class ServerProcess {
- public:
-  explicit ServerProcess(const StoreKind& kind) {
-    Pipe port_pipe;
-    children_.spawn(fmt::format("{} server", kind.name), [&] {
-      auto server = kind.serve(kStoreTimeout);
-      const uint16_t port = server->port();
-      write_all(port_pipe.write_fd(), &port, sizeof port);
-      while (true) ::pause();
-    });
-    children_.read(port_pipe.read_fd(), &port_, sizeof port_, Clock::now() + kStoreTimeout);
-  }
-  uint16_t port() const { return port_; }
-
- private:
-  Children children_;
-  uint16_t port_ = 0;
+// A store measured through a worker binary.
+struct Worker {
+  std::string store;
+  std::string path;
 };
 
-struct ClientReport {
-  int64_t round_trips;
-  int64_t elapsed_ns;
-};
-
-// Aggregate set+get round trips per second of `clients` processes, each
-// looping for `seconds` on a key of its own once all are connected.
-double round_trips_per_second(const StoreKind& kind, int clients, double seconds) {
-  ServerProcess server(kind);
-  Pipe ready, go, reports;
-  Children group;
-  const auto duration =
-      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-  for (int i = 0; i < clients; ++i) {
-    group.spawn(fmt::format("{} client {}", kind.name, i), [&, i] {
-      auto store = kind.connect(kHost, server.port(), kStoreTimeout);
-      const std::string key = fmt::format("bench/{}", i);
-      const std::vector<uint8_t> value(8, static_cast<uint8_t>('a' + i % 26));
-      // One untimed round trip, so the loop starts on a warm connection.
-      store->set(key, value);
-      store->get(key);
-      write_bytes(ready.write_fd(), 1);
-      read_byte(go.read_fd());
-      const auto start = Clock::now();
-      const auto end = start + duration;
-      int64_t n = 0;
-      auto now = start;
-      do {
-        store->set(key, value);
-        // Checked, so a store that answers wrongly cannot look fast.
-        if (store->get(key) != value) throw std::runtime_error("get returned a wrong value");
-        ++n;
-        now = Clock::now();
-      } while (now < end);
-      const ClientReport report{n, (now - start).count()};
-      write_all(reports.write_fd(), &report, sizeof report);
-    });
-  }
-  const auto deadline = Clock::now() + kStoreTimeout + duration;
-  std::vector<char> ready_bytes(static_cast<size_t>(clients));
-  group.read(ready.read_fd(), ready_bytes.data(), ready_bytes.size(), deadline);
-  write_bytes(go.write_fd(), clients);
-  double total = 0;
-  for (int i = 0; i < clients; ++i) {
-    ClientReport report;
-    group.read(reports.read_fd(), &report, sizeof report, deadline);
-    total += static_cast<double>(report.round_trips) * 1e9 / static_cast<double>(report.elapsed_ns);
-  }
-  group.wait_all(deadline);
-  return total;
+std::string self_path() {
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) throw std::runtime_error("cannot find this program's path in /proc/self/exe");
+  return std::string(buf, static_cast<size_t>(n));
 }
 
-// Seconds until the last of `procs` processes has seen every address.
-// started_together: the processes are forked and blocked on a pipe before
-// the clock starts; otherwise the clock starts just before the first fork.
-double rendezvous_seconds(const StoreKind& kind, int procs, bool started_together) {
-  ServerProcess server(kind);
-  std::vector<std::string> keys;
-  for (int rank = 0; rank < procs; ++rank) keys.push_back(fmt::format("addr/{}", rank));
-  Pipe ready, go, reports;
-  Children group;
-  const auto deadline = Clock::now() + 2 * kStoreTimeout;
-  auto rank_body = [&](int rank) {
-    if (started_together) {
-      write_bytes(ready.write_fd(), 1);
-      read_byte(go.read_fd());
-    }
-    auto store = kind.connect(kHost, server.port(), kStoreTimeout);
-    const std::string address = fmt::format("10.0.{}.{}:29500", rank / 256, rank % 256);
-    store->set(keys[static_cast<size_t>(rank)],
-               std::vector<uint8_t>(address.begin(), address.end()));
-    store->wait(keys);
-    const int64_t done = now_ns();
-    write_all(reports.write_fd(), &done, sizeof done);
-  };
-  int64_t start = 0;
-  if (!started_together) start = now_ns();
-  for (int rank = 0; rank < procs; ++rank) {
-    group.spawn(fmt::format("{} rank {}", kind.name, rank), [&, rank] { rank_body(rank); });
+std::vector<Worker> available_workers() {
+  std::vector<Worker> workers{{"tutti", self_path()}};
+#ifdef TUTTI_BENCH_C10D_WORKER
+  workers.push_back({"c10d", TUTTI_BENCH_C10D_WORKER});
+#endif
+  return workers;
+}
+
+double measure(const Worker& w, const std::string& what, const Options& opts) {
+  const std::vector<std::string> argv{w.path,
+                                      "--worker",
+                                      what,
+                                      "--seconds",
+                                      fmt::format("{}", opts.worker.seconds),
+                                      "--clients",
+                                      std::to_string(opts.worker.clients),
+                                      "--procs",
+                                      std::to_string(opts.worker.procs)};
+  // Generous: a worker fails on its own stores' timeouts well before this.
+  const auto deadline = Clock::now() + std::chrono::minutes(10);
+  const std::string out = run_program(argv, deadline);
+  try {
+    return std::stod(out);
+  } catch (const std::exception&) {
+    throw std::runtime_error(fmt::format("{} worker printed '{}', not a figure", w.store, out));
   }
-  if (started_together) {
-    std::vector<char> ready_bytes(static_cast<size_t>(procs));
-    group.read(ready.read_fd(), ready_bytes.data(), ready_bytes.size(), deadline);
-    start = now_ns();
-    write_bytes(go.write_fd(), procs);
-  }
-  int64_t last = start;
-  for (int rank = 0; rank < procs; ++rank) {
-    int64_t done;
-    group.read(reports.read_fd(), &done, sizeof done, deadline);
-    last = std::max(last, done);
-  }
-  group.wait_all(deadline);
-  return static_cast<double>(last - start) / 1e9;
 }
 
 // ------------------------------------------------------------------ report
@@ -207,15 +121,15 @@ std::string thousands(double x) {
   return out;
 }
 
+std::string format_rate(double x) { return thousands(x); }
+std::string format_ms(double seconds) { return fmt::format("{:.1f}", seconds * 1e3); }
+
 struct Metric {
   std::string name;
   bool higher_is_better;
   std::string (*format)(double);
   std::map<std::string, std::vector<double>> samples;  // by store name
 };
-
-std::string format_rate(double x) { return thousands(x); }
-std::string format_ms(double seconds) { return fmt::format("{:.1f}", seconds * 1e3); }
 
 std::string cell(const Metric& m, const std::string& store) {
   auto it = m.samples.find(store);
@@ -236,7 +150,9 @@ std::optional<double> speedup(const Metric& m) {
   return m.higher_is_better ? tm / cm : cm / tm;
 }
 
-void print_table(const std::vector<Metric>& metrics) {
+void print_table(std::vector<Metric> metrics) {
+  // Measurements left out with --measure have no samples.
+  std::erase_if(metrics, [](const Metric& m) { return m.samples.empty(); });
   size_t w0 = 6, w1 = 5, w2 = 4;
   for (const auto& m : metrics) {
     w0 = std::max(w0, m.name.size());
@@ -259,93 +175,76 @@ void print_table(const std::vector<Metric>& metrics) {
 void print_goals(const Metric& one, const Metric& many, const Metric& rendezvous) {
   fmt::print("\ngoals:\n");
   for (const Metric* m : {&one, &many}) {
-    auto r = speedup(*m);
-    if (r) {
-      fmt::print("  ops/s >= 2x c10d, {}: {:.2f}x -> {}\n", m->name.substr(0, m->name.find(':')),
+    if (auto r = speedup(*m)) {
+      fmt::print("  ops/s >= 2x c10d, {}: {:.3f}x -> {}\n", m->name.substr(0, m->name.find(':')),
                  *r, *r >= 2.0 ? "met" : "NOT met");
     }
   }
   auto it = rendezvous.samples.find("tutti");
   if (it != rendezvous.samples.end() && !it->second.empty()) {
     const Summary s = summarize(it->second);
-    fmt::print("  {} < 1 s: median {:.3f} s, max {:.3f} s -> {}\n", rendezvous.name, s.median,
-               s.max, s.median < 1.0 ? "met" : "NOT met");
+    fmt::print("  {} < 1 s (tutti): median {:.3f} s, max {:.3f} s -> {}\n",
+               rendezvous.name.substr(0, rendezvous.name.find(',')), s.median, s.max,
+               s.median < 1.0 ? "met" : "NOT met");
   }
 }
 
-std::vector<StoreKind> available_stores() {
-  std::vector<StoreKind> kinds{tutti_store_kind()};
-#ifdef TUTTI_BENCH_HAVE_C10D
-  kinds.push_back(c10d_store_kind());
-#endif
-  return kinds;
-}
-
-int run(const Options& opts) {
-  std::vector<StoreKind> kinds;
-  for (const auto& kind : available_stores()) {
+int orchestrate(const Options& opts) {
+  std::vector<Worker> workers;
+  for (const auto& w : available_workers()) {
     if (opts.stores.empty() ||
-        std::find(opts.stores.begin(), opts.stores.end(), kind.name) != opts.stores.end()) {
-      kinds.push_back(kind);
+        std::find(opts.stores.begin(), opts.stores.end(), w.store) != opts.stores.end()) {
+      workers.push_back(w);
     }
   }
   for (const auto& name : opts.stores) {
-    if (std::none_of(kinds.begin(), kinds.end(),
-                     [&](const StoreKind& k) { return name == k.name; })) {
+    if (std::none_of(workers.begin(), workers.end(),
+                     [&](const Worker& w) { return name == w.store; })) {
       fmt::print(stderr, "store_bench: store '{}' is not built in{}\n", name,
                  name == "c10d" ? " (libtorch was not found when configuring)" : "");
       return 2;
     }
   }
+  const WorkerArgs& wa = opts.worker;
   fmt::print(
-      "store_bench: {} run(s) each, {} s per throughput run, {} clients, {} processes; "
-      "stores:",
-      opts.runs, opts.seconds, opts.clients, opts.procs);
-  for (const auto& k : kinds) fmt::print(" {}", k.name);
-  fmt::print("\nevery server and client is a forked process; host {}\n", kHost);
+      "store_bench: {} run(s) per store and measurement, {} s per throughput run, "
+      "{} clients, {} processes; stores:",
+      opts.runs, wa.seconds, wa.clients, wa.procs);
+  for (const auto& w : workers) fmt::print(" {}", w.store);
+  fmt::print("\nservers and clients are forked processes on 127.0.0.1\n");
+  std::fflush(stdout);
 
   Metric one{"1 client: set+get round trips/s", true, format_rate, {}};
   Metric one_ops{"1 client: ops/s", true, format_rate, {}};
   Metric many{
-      fmt::format("{} clients: set+get round trips/s (sum)", opts.clients), true, format_rate, {}};
-  Metric many_ops{fmt::format("{} clients: ops/s (sum)", opts.clients), true, format_rate, {}};
-  Metric rdv{fmt::format("{}-process rendezvous incl. fork, ms", opts.procs), false, format_ms, {}};
+      fmt::format("{} clients: set+get round trips/s (sum)", wa.clients), true, format_rate, {}};
+  Metric many_ops{fmt::format("{} clients: ops/s (sum)", wa.clients), true, format_rate, {}};
+  Metric rdv{fmt::format("{}-process rendezvous, incl. fork, ms", wa.procs), false, format_ms, {}};
   Metric rdv_together{
-      fmt::format("{}-process rendezvous started together, ms", opts.procs), false, format_ms, {}};
+      fmt::format("{}-process rendezvous, started together, ms", wa.procs), false, format_ms, {}};
 
   if (opts.warmup) {
-    // Untimed: faults in code and warms the caches and the CPU clock, so the
-    // first store measured is not the one that pays for it.
-    for (const auto& kind : kinds) round_trips_per_second(kind, 1, 0.5);
+    // Untimed: loads the binaries and libraries into the page cache and
+    // warms the CPU clock, so the first store measured does not pay for it.
+    Options warm = opts;
+    warm.worker.seconds = 0.5;
+    for (const auto& w : workers) measure(w, "one", warm);
   }
-  auto progress = [](const Metric& m, const StoreKind& k, int run, double x) {
-    fmt::print(stderr, "  [{}] {} run {}: {}\n", k.name, m.name, run + 1, m.format(x));
+  auto run_all = [&](const char* what, Metric* m, Metric* doubled) {
+    for (int r = 0; r < opts.runs; ++r) {
+      for (const auto& w : workers) {
+        const double x = measure(w, what, opts);
+        m->samples[w.store].push_back(x);
+        if (doubled != nullptr) doubled->samples[w.store].push_back(2 * x);
+        fmt::print(stderr, "  [{}] {} run {}: {}\n", w.store, m->name, r + 1, m->format(x));
+      }
+    }
   };
-  for (int r = 0; r < opts.runs; ++r) {
-    for (const auto& kind : kinds) {
-      const double x = round_trips_per_second(kind, 1, opts.seconds);
-      one.samples[kind.name].push_back(x);
-      one_ops.samples[kind.name].push_back(2 * x);
-      progress(one, kind, r, x);
-    }
-  }
-  for (int r = 0; r < opts.runs; ++r) {
-    for (const auto& kind : kinds) {
-      const double x = round_trips_per_second(kind, opts.clients, opts.seconds);
-      many.samples[kind.name].push_back(x);
-      many_ops.samples[kind.name].push_back(2 * x);
-      progress(many, kind, r, x);
-    }
-  }
-  for (int r = 0; r < opts.runs; ++r) {
-    for (const auto& kind : kinds) {
-      const double x = rendezvous_seconds(kind, opts.procs, false);
-      rdv.samples[kind.name].push_back(x);
-      progress(rdv, kind, r, x);
-      const double y = rendezvous_seconds(kind, opts.procs, true);
-      rdv_together.samples[kind.name].push_back(y);
-      progress(rdv_together, kind, r, y);
-    }
+  if (opts.wants("one")) run_all("one", &one, &one_ops);
+  if (opts.wants("many")) run_all("many", &many, &many_ops);
+  if (opts.wants("rendezvous")) {
+    run_all("rendezvous", &rdv, nullptr);
+    run_all("rendezvous-together", &rdv_together, nullptr);
   }
   print_table({one, one_ops, many, many_ops, rdv, rdv_together});
   print_goals(one_ops, many_ops, rdv);
@@ -357,20 +256,22 @@ int run(const Options& opts) {
 
 int main(int argc, char** argv) {
   store_bench::Options opts;
-  CLI::App app{"TCPStore round trips and rendezvous: tutti against c10d (when built in)"};
+  CLI::App app{"TCPStore round trips and rendezvous: tutti against c10d::TCPStore (when built in)"};
+  store_bench::add_worker_options(app, &opts.worker);
   app.add_option("--runs", opts.runs, "runs of each measurement per store")
       ->check(CLI::PositiveNumber);
-  app.add_option("--seconds", opts.seconds, "length of each throughput run")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--clients", opts.clients, "client processes in the concurrent run")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--procs", opts.procs, "processes in the rendezvous")->check(CLI::PositiveNumber);
   app.add_option("--stores", opts.stores, "stores to measure (default: all built in)")
       ->delimiter(',');
-  app.add_flag("!--no-warmup", opts.warmup, "skip the untimed warm-up run");
+  app.add_option("--measure", opts.measures, "one, many, rendezvous (default: all)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"one", "many", "rendezvous"}));
+  app.add_flag("!--no-warmup", opts.warmup, "skip the untimed warm-up runs");
   CLI11_PARSE(app, argc, argv);
+  if (!opts.worker.measure.empty()) {
+    return store_bench::run_worker(store_bench::tutti_store_kind(), opts.worker);
+  }
   try {
-    return store_bench::run(opts);
+    return store_bench::orchestrate(opts);
   } catch (const std::exception& e) {
     fmt::print(stderr, "store_bench: {}\n", e.what());
     return 1;

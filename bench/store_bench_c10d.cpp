@@ -1,9 +1,12 @@
-// store_bench's driver over PyTorch's c10d::TCPStore (libtorch 1.13 API).
-// Built only when CMake finds libtorch; the rest of the benchmark never
-// includes a torch header.
+// store_bench_c10d: the c10d side of store_bench. A worker only, run by
+// store_bench, measuring PyTorch's c10d::TCPStore (libtorch 1.13 API) with
+// the same harness as tutti. Built only when CMake finds libtorch; no other
+// file of the benchmark includes a torch header.
+#include <CLI/CLI.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include "store_bench_driver.hpp"
+#include "store_bench_harness.hpp"
 
 namespace store_bench {
 namespace {
@@ -49,3 +52,12 @@ std::unique_ptr<Driver> connect(const std::string& host, uint16_t port,
 StoreKind c10d_store_kind() { return {"c10d", &serve, &connect}; }
 
 }  // namespace store_bench
+
+int main(int argc, char** argv) {
+  store_bench::WorkerArgs args;
+  CLI::App app{"c10d::TCPStore worker of store_bench; run store_bench instead"};
+  store_bench::add_worker_options(app, &args);
+  app.get_option("--worker")->required();
+  CLI11_PARSE(app, argc, argv);
+  return store_bench::run_worker(store_bench::c10d_store_kind(), args);
+}

@@ -35,9 +35,9 @@ struct StoreKind {
                                      std::chrono::milliseconds timeout);
 };
 
+// Each defined in its own file and linked into its own binary: store_bench
+// (tutti) and store_bench_c10d (libtorch).
 StoreKind tutti_store_kind();
-#ifdef TUTTI_BENCH_HAVE_C10D
 StoreKind c10d_store_kind();
-#endif
 
 }  // namespace store_bench

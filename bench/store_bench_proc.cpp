@@ -1,5 +1,6 @@
 #include "store_bench_proc.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,12 +34,19 @@ int64_t now_ns() {
 }
 
 Pipe::Pipe() {
-  if (::pipe(fds_) != 0) fail("pipe");
+  // Close-on-exec: a worker program run with run_program must not hold our
+  // pipes open (forked children, which do not exec, keep them).
+  if (::pipe2(fds_, O_CLOEXEC) != 0) fail("pipe");
 }
 
 Pipe::~Pipe() {
   ::close(fds_[0]);
-  ::close(fds_[1]);
+  close_write();
+}
+
+void Pipe::close_write() {
+  if (fds_[1] >= 0) ::close(fds_[1]);
+  fds_[1] = -1;
 }
 
 void write_all(int fd, const void* buf, size_t len) {
@@ -81,11 +89,28 @@ pid_t Children::spawn(const std::string& what, const std::function<void()>& body
   return pid;
 }
 
-void Children::reap(bool block) {
+std::string run_program(const std::vector<std::string>& argv, Clock::time_point deadline) {
+  Pipe out;
+  Children child;
+  child.spawn(argv.at(0), [&] {
+    if (::dup2(out.write_fd(), STDOUT_FILENO) < 0) fail("dup2");
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    fail("cannot run " + argv[0]);
+  });
+  out.close_write();
+  std::string text = child.read_to_end(out.read_fd(), deadline);
+  child.wait_all(deadline);
+  return text;
+}
+
+void Children::reap() {
   for (auto& c : children_) {
     if (!c.running) continue;
     int status = 0;
-    pid_t r = ::waitpid(c.pid, &status, block ? 0 : WNOHANG);
+    pid_t r = ::waitpid(c.pid, &status, WNOHANG);
     if (r == 0) continue;
     if (r < 0) {
       if (errno == EINTR) continue;
@@ -98,18 +123,37 @@ void Children::reap(bool block) {
   }
 }
 
-void Children::read(int fd, void* buf, size_t len, Clock::time_point deadline) {
-  auto* p = static_cast<char*>(buf);
-  while (len > 0) {
+bool Children::wait_readable(int fd, Clock::time_point deadline) {
+  while (true) {
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) throw std::runtime_error("timed out waiting for the children");
+    if (left.count() <= 0) return false;
     // Wake up now and then to notice a child that died without writing.
     pollfd pfd{fd, POLLIN, 0};
     int rc = ::poll(&pfd, 1, static_cast<int>(std::min<int64_t>(left.count(), 100)));
     if (rc < 0 && errno != EINTR) fail("poll");
-    if (rc <= 0) {
-      reap(false);
-      continue;
+    if (rc > 0) return true;
+    reap();
+  }
+}
+
+std::string Children::read_to_end(int fd, Clock::time_point deadline) {
+  std::string text;
+  char buf[4096];
+  while (true) {
+    if (!wait_readable(fd, deadline)) throw std::runtime_error("timed out waiting for a child");
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail("read from pipe");
+    if (n == 0) return text;
+    text.append(buf, static_cast<size_t>(n));
+  }
+}
+
+void Children::read(int fd, void* buf, size_t len, Clock::time_point deadline) {
+  auto* p = static_cast<char*>(buf);
+  while (len > 0) {
+    if (!wait_readable(fd, deadline)) {
+      throw std::runtime_error("timed out waiting for the children");
     }
     ssize_t n = ::read(fd, p, len);
     if (n < 0 && errno == EINTR) continue;
@@ -121,7 +165,7 @@ void Children::read(int fd, void* buf, size_t len, Clock::time_point deadline) {
 
 void Children::wait_all(Clock::time_point deadline) {
   while (true) {
-    reap(false);
+    reap();
     bool any = false;
     for (const auto& c : children_) any = any || c.running;
     if (!any) return;

@@ -29,6 +29,9 @@ class Pipe {
   Pipe& operator=(const Pipe&) = delete;
   int read_fd() const { return fds_[0]; }
   int write_fd() const { return fds_[1]; }
+  // Closes this process's write end, so a reader sees EOF once the children
+  // holding it have exited.
+  void close_write();
 
  private:
   int fds_[2];
@@ -37,6 +40,11 @@ class Pipe {
 // Writes all of buf; for messages of at most PIPE_BUF bytes the write is
 // atomic, so many children can report on one pipe.
 void write_all(int fd, const void* buf, size_t len);
+
+// Runs argv[0] (a path) with the arguments in a child process; returns what
+// it wrote on stdout. Its stderr is ours. Throws if it fails or outlives the
+// deadline.
+std::string run_program(const std::vector<std::string>& argv, Clock::time_point deadline);
 
 // Child processes started with fork(). The destructor kills (SIGKILL) and
 // reaps any still running, so a failed run leaves no strays behind.
@@ -55,6 +63,8 @@ class Children {
   // Reads exactly len bytes from fd. Throws if the deadline passes or a
   // child exits with a failure first, rather than waiting on a dead writer.
   void read(int fd, void* buf, size_t len, Clock::time_point deadline);
+  // Reads fd until EOF (every writer closed it).
+  std::string read_to_end(int fd, Clock::time_point deadline);
 
   // Waits for every child to exit; throws if one failed or the deadline
   // passes.
@@ -70,7 +80,9 @@ class Children {
     bool running;
   };
   // Reaps children that have exited; throws on the first that failed.
-  void reap(bool block);
+  void reap();
+  // Waits until fd is readable; false when the deadline has passed.
+  bool wait_readable(int fd, Clock::time_point deadline);
 
   std::vector<Child> children_;
 };

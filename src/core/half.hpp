@@ -43,53 +43,53 @@ constexpr uint32_t select_bits(bool condition, uint32_t if_true, uint32_t if_fal
   return (if_true & mask) | (if_false & ~mask);
 }
 
+// The two conversions below follow the FP16 library (github.com/Maratyszcza/
+// FP16, also used by PyTorch), which lets float32 arithmetic do the exponent
+// adjustment and the rounding, and keep the NaN payload as F16C does. The
+// float operations are exact except for the one addition that rounds, which
+// relies on the default round-to-nearest-even mode, as does every float
+// operation in the kernels. Flush-to-zero and denormals-are-zero cannot change
+// a result: no intermediate that matters is a float32 subnormal.
+
 constexpr float half_to_float(uint16_t h) {
   const uint32_t sign = uint32_t{h & 0x8000u} << 16;
-  const uint32_t exponent = (h >> 10) & 0x1fu;
-  const uint32_t mantissa = h & 0x3ffu;
-  // Normal: rebias the exponent from 15 to 127 (112 = 127 - 15).
-  const uint32_t normal = ((exponent + 112u) << 23) | (mantissa << 13);
-  // Subnormal (and zero): mantissa * 2^-24, exact in float32 and a normal
-  // float32, so no rounding mode or flush-to-zero setting can change it.
-  const uint32_t subnormal =
-      float_bits(static_cast<float>(static_cast<int32_t>(mantissa)) * 0x1p-24f);
-  // Infinity or NaN; a NaN gets the quiet bit, as vcvtph2ps does.
-  const uint32_t special = 0x7f800000u | (mantissa << 13) | (uint32_t{mantissa != 0} << 22);
-  uint32_t magnitude = select_bits(exponent == 0, subnormal, normal);
-  magnitude = select_bits(exponent == 0x1f, special, magnitude);
-  return bits_float(sign | magnitude);
+  const uint32_t magnitude = h & 0x7fffu;
+  // Normal, infinity and NaN: place exponent and mantissa as float32's, with
+  // the exponent rebiased by 224 instead of 112 (= 127 - 15), and multiply by
+  // 2^-112. The multiplication takes off the extra bias exactly, and float16's
+  // all-ones exponent, now 255, is float32's infinity or NaN with no special
+  // case; a NaN comes out quiet, payload kept.
+  const uint32_t normal = float_bits(bits_float((magnitude << 13) + (224u << 23)) * 0x1p-112f);
+  // Subnormal and zero: mantissa * 2^-24. Put under 0.5's exponent, where the
+  // last mantissa bit is worth 2^-24, the bits read 0.5 + mantissa * 2^-24;
+  // subtracting 0.5 leaves the value, exactly.
+  const uint32_t subnormal = float_bits(bits_float(magnitude | (126u << 23)) - 0.5f);
+  return bits_float(sign | select_bits(magnitude < 0x0400u, subnormal, normal));
 }
 
 constexpr uint16_t float_to_half(float f) {
   const uint32_t u = float_bits(f);
   const uint32_t sign = (u >> 16) & 0x8000u;
-  const uint32_t abs = u & 0x7fffffffu;
-
-  // At least 2^-14 (the smallest normal half): rebias the exponent from 127
-  // to 15, then round 23 mantissa bits to 10 as float_to_bf16 does. A carry
-  // into the exponent is again the correctly rounded value.
-  uint32_t normal = abs - (112u << 23);
-  normal = (normal + 0xfffu + ((normal >> 13) & 1u)) >> 13;
-
-  // Below 2^-14 the result is a float16 subnormal, a multiple of 2^-24. In
-  // [0.5, 1) a float32's last mantissa bit is worth 2^-24, so adding 0.5 makes
-  // the float addition itself round to nearest even at that bit, and the low
-  // bits of the sum are the subnormal's pattern (0x400 when it rounds up to
-  // the smallest normal). This needs the default rounding mode, as does all
-  // float arithmetic in the kernels; denormals-are-zero cannot change the
-  // result, since float32 subnormals round to zero here anyway.
-  const uint32_t subnormal = float_bits(bits_float(abs) + 0.5f) - float_bits(0.5f);
-
+  // Below 2^31, so the comparisons are signed ones, which every SIMD
+  // instruction set has.
+  const auto abs = static_cast<int32_t>(u & 0x7fffffffu);
+  // |f| * 4, except that from 2^16 up, where float16 has certainly
+  // overflowed, the first multiplication makes it infinity.
+  const float scaled = bits_float(static_cast<uint32_t>(abs)) * 0x1p+112f * 0x1p-110f;
+  // Adding scaled to 2^(e - 112), for f's exponent e (at least the float16
+  // normal minimum), lines f's mantissa up so that the sum's last bit is
+  // float16's last mantissa bit for f: the addition rounds to nearest even
+  // exactly where float16 must, subnormals included, and carries into the
+  // exponent when it rounds up. The float16 pattern is then the sum's low
+  // exponent bits plus its low mantissa bits (whose implicit 1 adds one to
+  // the exponent field), infinity included.
+  const int32_t exponent = abs & 0x7f800000;
+  const int32_t bias = exponent < (113 << 23) ? (113 << 23) : exponent;
+  const uint32_t sum = float_bits(bits_float(static_cast<uint32_t>(bias) + (15u << 23)) + scaled);
+  const uint32_t rounded = ((sum >> 13) & 0x7c00u) + (sum & 0x0fffu);
   // A NaN stays NaN: quiet bit set, top payload bits kept (as vcvtps2ph).
-  const uint32_t nan = 0x7e00u | ((abs >> 13) & 0x3ffu);
-  // 65520 = 0x1.ffep15 is halfway between the largest finite half (65504)
-  // and 65536; a tie goes to the even neighbour, which is infinity.
-  constexpr uint32_t kOverflow = 0x477ff000u;
-  constexpr uint32_t kSmallestNormal = 0x38800000u;  // 2^-14
-  uint32_t magnitude = select_bits(abs >= kSmallestNormal, normal, subnormal);
-  magnitude = select_bits(abs >= kOverflow, 0x7c00u, magnitude);
-  magnitude = select_bits(abs > 0x7f800000u, nan, magnitude);
-  return static_cast<uint16_t>(sign | magnitude);
+  const uint32_t nan = 0x7e00u | ((static_cast<uint32_t>(abs) >> 13) & 0x3ffu);
+  return static_cast<uint16_t>(sign | select_bits(abs > 0x7f800000, nan, rounded));
 }
 
 }  // namespace tutti

@@ -14,7 +14,7 @@
 namespace tutti::kernels {
 namespace {
 
-// "ReduceOp.BAND", as the user wrote it in Python.
+// "ReduceOp.BAND": the spelling torch users know from Python.
 std::string op_name(ReduceOp::Kind kind) {
   std::string name = to_string(kind);
   if (name == "unknown") return fmt::format("ReduceOp kind {}", static_cast<int>(kind));

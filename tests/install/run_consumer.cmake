@@ -1,3 +1,4 @@
+# CXX_FLAGS: the build's own flags (a sanitizer build's consumer needs them).
 # Installs the built tree into a scratch prefix, then builds and runs an
 # outside project against it twice: with find_package(tutti) and with
 # pkg-config. Called by ctest (see tests/CMakeLists.txt).
@@ -16,7 +17,7 @@ run(${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${PREFIX}")
 
 # CMake package.
 run(${CMAKE_COMMAND} -S "${SOURCE_DIR}/tests/install/consumer" -B "${WORK_DIR}/cmake-build"
-    -G "${GENERATOR}" "-DCMAKE_PREFIX_PATH=${PREFIX}")
+    -G "${GENERATOR}" "-DCMAKE_PREFIX_PATH=${PREFIX}" "-DCMAKE_CXX_FLAGS=${CXX_FLAGS}")
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/cmake-build")
 run("${WORK_DIR}/cmake-build/consumer")
 
@@ -29,6 +30,8 @@ if(NOT rc EQUAL 0)
   message(FATAL_ERROR "pkg-config does not know tutti")
 endif()
 separate_arguments(flags UNIX_COMMAND "${flags}")
+# A sanitizer build's library needs the sanitizer runtime in the program too.
+separate_arguments(extra UNIX_COMMAND "${CXX_FLAGS}")
 find_program(CXX NAMES c++ g++ REQUIRED)
-run(${CXX} "${SOURCE_DIR}/tests/install/consumer/main.cpp" ${flags} -o "${WORK_DIR}/pc-consumer")
+run(${CXX} ${extra} "${SOURCE_DIR}/tests/install/consumer/main.cpp" ${flags} -o "${WORK_DIR}/pc-consumer")
 run("${WORK_DIR}/pc-consumer")
