@@ -110,6 +110,7 @@ double round_trips_per_second(const StoreKind& kind, int clients, double seconds
 double rendezvous_seconds(const StoreKind& kind, int procs, bool started_together) {
   ServerProcess server(kind);
   std::vector<std::string> keys;
+  keys.reserve(static_cast<size_t>(procs));
   for (int rank = 0; rank < procs; ++rank) keys.push_back(fmt::format("addr/{}", rank));
   Pipe ready, go, reports, release;
   Children group;

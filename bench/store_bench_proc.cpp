@@ -80,6 +80,11 @@ pid_t Children::spawn(const std::string& what, const std::function<void()>& body
     } catch (const std::exception& e) {
       std::fprintf(stderr, "store_bench: %s: %s\n", what.c_str(), e.what());
       code = 1;
+    } catch (...) {
+      // Nothing may unwind past this frame: the caller's code belongs to the
+      // parent.
+      std::fprintf(stderr, "store_bench: %s: failed\n", what.c_str());
+      code = 1;
     }
     // _exit: the child must not run the parent's atexit handlers or static
     // destructors (nor libtorch's), which belong to the parent.
@@ -95,6 +100,7 @@ std::string run_program(const std::vector<std::string>& argv, Clock::time_point 
   child.spawn(argv.at(0), [&] {
     if (::dup2(out.write_fd(), STDOUT_FILENO) < 0) fail("dup2");
     std::vector<char*> args;
+    args.reserve(argv.size() + 1);
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     ::execv(args[0], args.data());

@@ -7,6 +7,7 @@ TUTTI_DEBIAN_PACKAGES=(
   g++ cmake ninja-build pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
   libfmt-dev libdlpack-dev libcli11-dev nlohmann-json3-dev
+  libgloo-dev
 )
 
 tutti_install_deps() {

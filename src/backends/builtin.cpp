@@ -1,11 +1,16 @@
 #include "backends/builtin.hpp"
 
+#ifdef TUTTI_HAVE_GLOO
+#include "backends/gloo/backend.hpp"
+#endif
+
 namespace tutti {
 
 std::vector<BackendInfo> builtin_backends() {
   std::vector<BackendInfo> backends;
-  // One line per backend compiled in, e.g.
-  //   backends.push_back(gloo::backend_info());
+#ifdef TUTTI_HAVE_GLOO
+  backends.push_back(gloo_backend::backend_info());
+#endif
   return backends;
 }
 

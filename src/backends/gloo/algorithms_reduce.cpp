@@ -1,0 +1,136 @@
+// broadcast, allreduce (+ coalesced) and reduce on gloo.
+#include <gloo/allreduce.h>
+#include <gloo/broadcast.h>
+#include <gloo/reduce.h>
+
+#include <cstring>
+
+#include "backends/gloo/algorithms.hpp"
+#include "backends/gloo/algorithms_common.hpp"
+
+namespace tutti::gloo_backend::algorithms {
+namespace {
+
+// Below this many bytes per rank, bcube's log(p) exchanges of whole buffers
+// beat ring's 2(p-1) steps of small chunks; above it, ring's bandwidth wins.
+// Measured on 2-4 ranks over loopback (docs/perf.md).
+constexpr size_t kBcubeMaxBytes = 256 << 10;
+
+::gloo::AllreduceOptions::Algorithm choose(AllreduceAlgorithm requested, size_t bytes) {
+  switch (requested) {
+    case AllreduceAlgorithm::RING:
+      return ::gloo::AllreduceOptions::Algorithm::RING;
+    case AllreduceAlgorithm::BCUBE:
+      return ::gloo::AllreduceOptions::Algorithm::BCUBE;
+    case AllreduceAlgorithm::AUTO:
+      break;
+  }
+  return bytes <= kBcubeMaxBytes ? ::gloo::AllreduceOptions::Algorithm::BCUBE
+                                 : ::gloo::AllreduceOptions::Algorithm::RING;
+}
+
+// Allreduce over buffers of `count` elements of dtype, in place.
+void allreduce_buffers(const OpContext& ctx, const std::vector<void*>& buffers, size_t count,
+                       DType dtype, ReduceOp op) {
+  ::gloo::AllreduceOptions opts(ctx.context);
+  opts.setTag(ctx.tag);
+  opts.setTimeout(ctx.timeout);
+  opts.setAlgorithm(choose(ctx.allreduce_algorithm, count * itemsize(dtype)));
+  opts.setReduceFunction(reduce_function(dtype, op));
+  with_element_type(itemsize(dtype), [&](auto element) {
+    using T = decltype(element);
+    std::vector<T*> typed;
+    for (void* b : buffers) typed.push_back(static_cast<T*>(b));
+    opts.setOutputs(typed, count);
+  });
+  ::gloo::allreduce(opts);
+}
+
+}  // namespace
+
+void broadcast(const OpContext& ctx, std::vector<Tensor>& tensors, int root_rank,
+               int root_tensor) {
+  Tensor& source = tensors[static_cast<size_t>(root_tensor)];
+  if (source.numel() > 0 && ctx.size() > 1) {
+    ::gloo::BroadcastOptions opts(ctx.context);
+    opts.setTag(ctx.tag);
+    opts.setTimeout(ctx.timeout);
+    opts.setRoot(root_rank);
+    with_element_type(source.element_size(), [&](auto element) {
+      using T = decltype(element);
+      const size_t count = static_cast<size_t>(source.numel());
+      if (ctx.rank() == root_rank) opts.setInput(static_cast<T*>(source.data_ptr()), count);
+      opts.setOutput(static_cast<T*>(source.data_ptr()), count);
+    });
+    ::gloo::broadcast(opts);
+  }
+  // Every other local tensor gets the broadcast value.
+  for (auto& t : tensors) {
+    if (t.data_ptr() != source.data_ptr()) t.copy_(source);
+  }
+}
+
+void allreduce(const OpContext& ctx, std::vector<Tensor>& tensors, ReduceOp op) {
+  const size_t count = static_cast<size_t>(tensors[0].numel());
+  if (count == 0) return;
+  for (auto& t : tensors) premultiply(t, op);
+  std::vector<void*> buffers;
+  for (auto& t : tensors) buffers.push_back(t.data_ptr());
+  allreduce_buffers(ctx, buffers, count, tensors[0].dtype(), op);
+  // AVG divides by the number of contributions: every tensor of every rank.
+  const int contributions = ctx.size() * static_cast<int>(tensors.size());
+  for (auto& t : tensors) finish_average(t, op, contributions);
+}
+
+void allreduce_coalesced(const OpContext& ctx, std::vector<Tensor>& tensors, ReduceOp op) {
+  int64_t total = 0;
+  for (const auto& t : tensors) total += t.numel();
+  if (total == 0) return;
+  const DType dtype = tensors[0].dtype();
+  Tensor flat = Tensor::empty({total}, dtype);
+  auto* cursor = static_cast<char*>(flat.data_ptr());
+  for (const auto& t : tensors) {
+    std::memcpy(cursor, t.data_ptr(), t.nbytes());
+    cursor += t.nbytes();
+  }
+  premultiply(flat, op);
+  allreduce_buffers(ctx, {flat.data_ptr()}, static_cast<size_t>(total), dtype, op);
+  finish_average(flat, op, ctx.size());
+  cursor = static_cast<char*>(flat.data_ptr());
+  for (auto& t : tensors) {
+    std::memcpy(t.data_ptr(), cursor, t.nbytes());
+    cursor += t.nbytes();
+  }
+}
+
+void reduce(const OpContext& ctx, std::vector<Tensor>& tensors, ReduceOp op, int root_rank,
+            int root_tensor) {
+  Tensor& target = tensors[static_cast<size_t>(root_tensor)];
+  const size_t count = static_cast<size_t>(target.numel());
+  if (count == 0) return;
+  // Local tensors are reduced into the root tensor first.
+  for (auto& t : tensors) premultiply(t, op);
+  for (auto& t : tensors) {
+    if (t.data_ptr() == target.data_ptr()) continue;
+    kernels::combine_into(target.data_ptr(), t.data_ptr(), count, target.dtype(),
+                          kernels::combine_kind(op));
+  }
+  if (ctx.size() > 1) {
+    ::gloo::ReduceOptions opts(ctx.context);
+    opts.setTag(ctx.tag);
+    opts.setTimeout(ctx.timeout);
+    opts.setRoot(root_rank);
+    opts.setReduceFunction(reduce_function(target.dtype(), op));
+    with_element_type(target.element_size(), [&](auto element) {
+      using T = decltype(element);
+      opts.setInput(static_cast<T*>(target.data_ptr()), count);
+      opts.setOutput(static_cast<T*>(target.data_ptr()), count);
+    });
+    ::gloo::reduce(opts);
+  }
+  if (ctx.rank() == root_rank) {
+    finish_average(target, op, ctx.size() * static_cast<int>(tensors.size()));
+  }
+}
+
+}  // namespace tutti::gloo_backend::algorithms

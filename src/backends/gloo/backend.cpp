@@ -1,0 +1,190 @@
+#include "backends/gloo/backend.hpp"
+
+#include <fmt/format.h>
+#include <gloo/common/error.h>
+#include <gloo/common/logging.h>
+#include <gloo/rendezvous/context.h>
+#include <gloo/rendezvous/prefix_store.h>
+
+#include <cstdlib>
+
+#include "backends/gloo/algorithms.hpp"
+#include "backends/gloo/device.hpp"
+#include "backends/gloo/store_adapter.hpp"
+#include "backends/gloo/work.hpp"
+#include "core/logging.hpp"
+#include "tutti/errors.hpp"
+
+namespace tutti::gloo_backend {
+
+AllreduceAlgorithm parse_algorithm(const std::string& name) {
+  if (name == "auto") return AllreduceAlgorithm::AUTO;
+  if (name == "ring") return AllreduceAlgorithm::RING;
+  if (name == "bcube") return AllreduceAlgorithm::BCUBE;
+  throw InvalidArgument(fmt::format(
+      "unknown gloo allreduce algorithm '{}'; expected auto, ring or bcube", name));
+}
+
+Options Options::from_env(std::chrono::milliseconds timeout) {
+  Options options;
+  options.timeout = timeout;
+  if (const char* threads = std::getenv("TUTTI_GLOO_THREADS")) {
+    char* end = nullptr;
+    long n = std::strtol(threads, &end, 10);
+    if (end == threads || *end != '\0' || n < 1 || n > 64) {
+      throw InvalidArgument(fmt::format(
+          "TUTTI_GLOO_THREADS='{}' is not a thread count between 1 and 64", threads));
+    }
+    options.threads = static_cast<int>(n);
+  }
+  if (const char* algorithm = std::getenv("TUTTI_GLOO_ALLREDUCE")) {
+    options.allreduce_algorithm = parse_algorithm(algorithm);
+  }
+  return options;
+}
+
+std::string message_of(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown error";
+  }
+}
+
+std::exception_ptr translate_current_exception(const std::string& what,
+                                               std::chrono::milliseconds timeout) {
+  try {
+    throw;
+  } catch (const InvalidArgument& e) {
+    return std::make_exception_ptr(InvalidArgument(fmt::format("{}: {}", what, e.what())));
+  } catch (const TimeoutError& e) {
+    return std::make_exception_ptr(TimeoutError(fmt::format("{}: {}", what, e.what())));
+  } catch (const DistNetworkError& e) {
+    return std::make_exception_ptr(DistNetworkError(fmt::format("{}: {}", what, e.what())));
+  } catch (const Error& e) {
+    return std::make_exception_ptr(DistBackendError(fmt::format("{}: {}", what, e.what())));
+  } catch (const ::gloo::IoException& e) {
+    const std::string message = e.what();
+    if (message.find("imed out") != std::string::npos) {
+      return std::make_exception_ptr(TimeoutError(fmt::format(
+          "{} timed out after {} ms: a peer did not take part in time ({})", what,
+          timeout.count(), message)));
+    }
+    return std::make_exception_ptr(DistNetworkError(fmt::format(
+        "{} failed: the connection to a peer broke; that rank may have exited or crashed "
+        "({})",
+        what, message)));
+  } catch (const std::exception& e) {
+    return std::make_exception_ptr(DistBackendError(fmt::format("{} failed: {}", what, e.what())));
+  } catch (...) {
+    return std::make_exception_ptr(DistBackendError(fmt::format("{} failed", what)));
+  }
+}
+
+GlooBackend::GlooBackend(std::shared_ptr<Store> store, int rank, int size, std::string group_name,
+                         Options options)
+    : Backend(rank, size),
+      store_(std::move(store)),
+      group_name_(std::move(group_name)),
+      options_(std::move(options)) {
+  if (options_.devices.empty()) options_.devices = default_devices();
+  if (options_.threads < 1) {
+    throw InvalidArgument(fmt::format("gloo: threads must be at least 1, got {}",
+                                      options_.threads));
+  }
+  StoreAdapter adapter(store_);
+  for (size_t i = 0; i < options_.devices.size(); ++i) {
+    // Each context rendezvouses under its own prefix of the group's store.
+    ::gloo::rendezvous::PrefixStore prefixed(std::to_string(i), adapter);
+    auto context = std::make_shared<::gloo::rendezvous::Context>(rank, size);
+    context->setTimeout(options_.timeout);
+    try {
+      context->connectFullMesh(prefixed, options_.devices[i]);
+    } catch (...) {
+      std::rethrow_exception(translate_current_exception(
+          fmt::format("gloo: connecting rank {} of group '{}' to its {} peers over {}", rank,
+                      group_name_, size - 1, options_.devices[i]->str()),
+          options_.timeout));
+    }
+    contexts_.push_back(std::move(context));
+  }
+  for (int i = 0; i < options_.threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+  TUTTI_LOG(LogLevel::INFO, rank, group_name_, "gloo: connected {} device(s), {} thread(s)",
+            contexts_.size(), workers_.size());
+}
+
+GlooBackend::~GlooBackend() {
+  std::deque<Queued> abandoned;
+  {
+    std::lock_guard<std::mutex> lock(queue_mutex_);
+    stopping_ = true;
+    abandoned.swap(queue_);
+  }
+  queue_cv_.notify_all();
+  for (auto& queued : abandoned) {
+    auto& work = queued.work;
+    work->complete(std::make_exception_ptr(DistBackendError(fmt::format(
+        "{} was not started: its process group was destroyed", work->description()))));
+  }
+  // Running operations fail fast once the connections are closed.
+  for (auto& context : contexts_) {
+    try {
+      context->closeConnections();
+    } catch (...) {
+    }
+  }
+  for (auto& worker : workers_) worker.join();
+}
+
+bool GlooBackend::supports(OpType op) const { return op != OpType::UNKNOWN; }
+
+std::string GlooBackend::describe_op(OpType op, uint64_t sequence) const {
+  return fmt::format("{} #{} on group '{}' rank {}/{} (gloo)", to_string(op), sequence,
+                     group_name_, rank(), size());
+}
+
+std::shared_ptr<Work> GlooBackend::enqueue(OpType op, std::chrono::milliseconds timeout,
+                                           std::vector<Tensor> outputs, Job job) {
+  std::shared_ptr<GlooWork> work;
+  {
+    std::lock_guard<std::mutex> lock(queue_mutex_);
+    const uint64_t sequence = ++next_sequence_;
+    work = std::make_shared<GlooWork>(op, describe_op(op, sequence), std::move(outputs),
+                                      resolve(timeout));
+    OpContext ctx;
+    ctx.tag = static_cast<uint32_t>(sequence);
+    ctx.context = contexts_[sequence % contexts_.size()];
+    ctx.timeout = work->timeout();
+    ctx.allreduce_algorithm = options_.allreduce_algorithm;
+    // A Work its caller drops still runs: the other ranks take part in it.
+    queue_.push_back({work, [ctx, job = std::move(job), raw = work.get()] { job(ctx, *raw); }});
+  }
+  queue_cv_.notify_one();
+  return work;
+}
+
+void GlooBackend::worker_loop() {
+  while (true) {
+    Queued next;
+    {
+      std::unique_lock<std::mutex> lock(queue_mutex_);
+      queue_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      next = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    GlooWork& work = *next.work;
+    try {
+      next.run();
+      work.complete();
+    } catch (...) {
+      auto error = translate_current_exception(work.description(), work.timeout());
+      TUTTI_LOG(LogLevel::ERROR, rank(), group_name_, "{}", message_of(error));
+      work.complete(error);
+    }
+  }
+}
+
+}  // namespace tutti::gloo_backend

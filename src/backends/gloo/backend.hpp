@@ -1,0 +1,155 @@
+// The gloo backend: every operation of Backend on the real gloo library
+// (Debian libgloo-dev, TCP transport).
+//
+// Set-up: one gloo context per device, each a full mesh connected through the
+// group's store. Operations are queued and run by `threads` worker threads in
+// issue order; each gets a tag from a counter that advances identically on
+// every rank, and runs on context[tag % contexts], so several devices share
+// the load. Point-to-point calls bypass the queue.
+//
+// Deadlines: every operation runs with its options' timeout (else the
+// group's); gloo's timeout becomes TimeoutError, a lost peer
+// DistNetworkError, both naming the operation and its sequence number.
+#pragma once
+
+#include <gloo/context.h>
+#include <gloo/transport/device.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "backends/gloo/waiter_pool.hpp"
+#include "tutti/backend.hpp"
+
+namespace tutti::gloo_backend {
+
+enum class AllreduceAlgorithm { AUTO, RING, BCUBE };
+// "auto", "ring", "bcube"; throws InvalidArgument otherwise.
+AllreduceAlgorithm parse_algorithm(const std::string& name);
+
+struct Options {
+  std::chrono::milliseconds timeout = kDefaultTimeout;
+  // Empty: default_devices() (device.hpp).
+  std::vector<std::shared_ptr<::gloo::transport::Device>> devices;
+  int threads = 2;
+  AllreduceAlgorithm allreduce_algorithm = AllreduceAlgorithm::AUTO;
+
+  // Reads TUTTI_GLOO_THREADS and TUTTI_GLOO_ALLREDUCE (auto|ring|bcube).
+  static Options from_env(std::chrono::milliseconds timeout);
+};
+
+// What a running operation gets.
+struct OpContext {
+  std::shared_ptr<::gloo::Context> context;
+  uint32_t tag = 0;
+  std::chrono::milliseconds timeout{0};
+  AllreduceAlgorithm allreduce_algorithm = AllreduceAlgorithm::AUTO;
+  int rank() const { return context->rank; }
+  int size() const { return context->size; }
+};
+
+class GlooWork;
+
+class GlooBackend : public Backend {
+ public:
+  // Connects the full mesh of every device through `store` (already
+  // prefixed for this group); throws DistNetworkError naming the peer that
+  // could not be reached, TimeoutError if a peer never arrives.
+  GlooBackend(std::shared_ptr<Store> store, int rank, int size, std::string group_name,
+              Options options);
+  ~GlooBackend() override;
+
+  std::string name() const override { return "gloo"; }
+  bool supports(OpType op) const override;
+
+  std::shared_ptr<Work> broadcast(std::vector<Tensor>& tensors,
+                                  const BroadcastOptions& opts) override;
+  std::shared_ptr<Work> allreduce(std::vector<Tensor>& tensors,
+                                  const AllreduceOptions& opts) override;
+  std::shared_ptr<Work> allreduce_sparse(std::vector<SparseTensor>& tensors,
+                                         const AllreduceOptions& opts) override;
+  std::shared_ptr<Work> allreduce_coalesced(std::vector<Tensor>& tensors,
+                                            const AllreduceCoalescedOptions& opts) override;
+  std::shared_ptr<Work> reduce(std::vector<Tensor>& tensors, const ReduceOptions& opts) override;
+  std::shared_ptr<Work> allgather(std::vector<std::vector<Tensor>>& outputs,
+                                  std::vector<Tensor>& inputs,
+                                  const AllgatherOptions& opts) override;
+  std::shared_ptr<Work> allgather_into_tensor(Tensor& output, Tensor& input,
+                                              const AllgatherOptions& opts) override;
+  std::shared_ptr<Work> allgather_coalesced(std::vector<std::vector<Tensor>>& output_lists,
+                                            std::vector<Tensor>& inputs,
+                                            const AllgatherOptions& opts) override;
+  std::shared_ptr<Work> allgather_into_tensor_coalesced(std::vector<Tensor>& outputs,
+                                                        std::vector<Tensor>& inputs,
+                                                        const AllgatherOptions& opts) override;
+  std::shared_ptr<Work> gather(std::vector<std::vector<Tensor>>& outputs,
+                               std::vector<Tensor>& inputs, const GatherOptions& opts) override;
+  std::shared_ptr<Work> scatter(std::vector<Tensor>& outputs,
+                                std::vector<std::vector<Tensor>>& inputs,
+                                const ScatterOptions& opts) override;
+  std::shared_ptr<Work> reduce_scatter(std::vector<Tensor>& outputs,
+                                       std::vector<std::vector<Tensor>>& inputs,
+                                       const ReduceScatterOptions& opts) override;
+  std::shared_ptr<Work> reduce_scatter_tensor(Tensor& output, Tensor& input,
+                                              const ReduceScatterOptions& opts) override;
+  std::shared_ptr<Work> reduce_scatter_tensor_coalesced(
+      std::vector<Tensor>& outputs, std::vector<Tensor>& inputs,
+      const ReduceScatterOptions& opts) override;
+  std::shared_ptr<Work> alltoall_base(Tensor& output, Tensor& input,
+                                      std::vector<int64_t> output_split_sizes,
+                                      std::vector<int64_t> input_split_sizes,
+                                      const AllToAllOptions& opts) override;
+  std::shared_ptr<Work> alltoall(std::vector<Tensor>& outputs, std::vector<Tensor>& inputs,
+                                 const AllToAllOptions& opts) override;
+  std::shared_ptr<Work> send(std::vector<Tensor>& tensors, int dst_rank, int tag) override;
+  std::shared_ptr<Work> recv(std::vector<Tensor>& tensors, int src_rank, int tag) override;
+  std::shared_ptr<Work> recv_anysource(std::vector<Tensor>& tensors, int tag) override;
+  std::shared_ptr<Work> barrier(const BarrierOptions& opts) override;
+  void monitored_barrier(const BarrierOptions& opts, bool wait_all_ranks) override;
+
+  const Options& options() const { return options_; }
+
+ private:
+  using Job = std::function<void(const OpContext&, GlooWork&)>;
+
+  // Queues `job` as one collective; returns its Work at once. `outputs`
+  // are what Work::result() returns.
+  std::shared_ptr<Work> enqueue(OpType op, std::chrono::milliseconds timeout,
+                                std::vector<Tensor> outputs, Job job);
+  void worker_loop();
+  std::chrono::milliseconds resolve(std::chrono::milliseconds timeout) const {
+    return effective_timeout(timeout, options_.timeout);
+  }
+  std::string describe_op(OpType op, uint64_t sequence) const;
+  // Posts a send or recv (peer -1: from any rank) and returns its Work.
+  std::shared_ptr<Work> post_p2p(OpType op, Tensor tensor, int peer, int tag);
+
+  const std::shared_ptr<Store> store_;
+  const std::string group_name_;
+  Options options_;
+  std::vector<std::shared_ptr<::gloo::Context>> contexts_;
+
+  struct Queued {
+    std::shared_ptr<GlooWork> work;
+    std::function<void()> run;
+  };
+
+  std::mutex queue_mutex_;
+  std::condition_variable queue_cv_;
+  std::deque<Queued> queue_;  // GUARDED_BY(queue_mutex_)
+  uint64_t next_sequence_ = 0;                   // GUARDED_BY(queue_mutex_)
+  bool stopping_ = false;                        // GUARDED_BY(queue_mutex_)
+  std::vector<std::thread> workers_;
+  std::atomic<uint64_t> monitored_barriers_{0};
+  WaiterPool waiters_;  // last: joined first, while everything else is alive
+};
+
+BackendInfo backend_info();
+
+}  // namespace tutti::gloo_backend

@@ -1,0 +1,237 @@
+// The gloo backend in real processes: the shared collective suite over world
+// sizes 1 to 4, and the faults a user meets (a stalled rank, a killed rank,
+// an aborted recv, a group destroyed with work in flight).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "collectives/reference.hpp"
+#include "collectives/suite.hpp"
+#include "harness/multiproc.hpp"
+#include "tutti/errors.hpp"
+#include "tutti/process_group.hpp"
+#include "tutti/tcp_store.hpp"
+
+namespace tutti::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::shared_ptr<ProcessGroup> make_gloo_group(const RankContext& ctx,
+                                              std::chrono::milliseconds timeout = 60s) {
+  auto store = std::make_shared<TCPStore>(
+      "127.0.0.1", TCPStoreOptions{.port = ctx.port,
+                                   .is_server = ctx.rank == 0,
+                                   .num_workers = ctx.world_size,
+                                   .timeout = 60s});
+  return std::make_shared<ProcessGroup>(
+      store, ctx.rank, ctx.world_size,
+      ProcessGroup::Options{.backend = "gloo", .timeout = timeout});
+}
+
+// The rank that hosts the store must outlive the others' last store call.
+void finish(ProcessGroup& pg) { pg.barrier()->wait(); }
+
+struct Family {
+  const char* name;
+  void (*check)(ProcessGroup&);
+};
+
+const Family kFamilies[] = {
+    {"Broadcast", check_broadcast},
+    {"Allreduce", check_allreduce},
+    {"AllreduceCoalesced", check_allreduce_coalesced},
+    {"Reduce", check_reduce},
+    {"Allgather", check_allgather},
+    {"GatherScatter", check_gather_scatter},
+    {"ReduceScatter", check_reduce_scatter},
+    {"Alltoall", check_alltoall},
+    {"PointToPoint", check_point_to_point},
+    {"Barrier", check_barrier},
+    {"AllreduceSparse", check_allreduce_sparse},
+};
+
+class GlooSuite : public ::testing::TestWithParam<std::tuple<Family, int>> {};
+
+TEST_P(GlooSuite, MatchesTheReference) {
+  const auto [family, world] = GetParam();
+  run_ranks(
+      world,
+      [check = family.check](const RankContext& ctx) {
+        auto pg = make_gloo_group(ctx);
+        check(*pg);
+        finish(*pg);
+      },
+      {.deadline = 240s});
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Gloo, GlooSuite, ::testing::Combine(::testing::ValuesIn(kFamilies), ::testing::Values(1, 2, 3, 4)),
+    [](const auto& info) {
+      return std::string(std::get<0>(info.param).name) + "_" +
+             std::to_string(std::get<1>(info.param)) + "ranks";
+    });
+
+TEST(GlooAlgorithms, RingAndBcubeAgreeWithTheReference) {
+  for (const char* algorithm : {"ring", "bcube"}) {
+    run_ranks(
+        3,
+        [](const RankContext& ctx) {
+          auto pg = make_gloo_group(ctx);
+          for (int64_t count : {int64_t{1}, int64_t{1001}, int64_t{1} << 20}) {
+            std::vector<Tensor> t = {make_input(DType::Float32, ReduceOp::SUM, ctx.rank, count)};
+            pg->allreduce(t)->wait();
+            EXPECT_EQ(compare_reduced(t[0], ReduceOp::SUM, ctx.world_size), "")
+                << "count " << count;
+          }
+          finish(*pg);
+        },
+        {.env = {{"TUTTI_GLOO_ALLREDUCE", algorithm}}});
+  }
+}
+
+TEST(GlooFaults, StalledPeerTimesOutNamingTheOperation) {
+  auto outcomes = run_ranks_collect(
+      2,
+      [](const RankContext& ctx) {
+        auto pg = make_gloo_group(ctx, 2s);
+        if (ctx.rank == 1) {
+          std::this_thread::sleep_for(4s);  // never joins the allreduce
+          return;
+        }
+        std::vector<Tensor> t = {Tensor::zeros({16}, DType::Float32)};
+        const auto start = std::chrono::steady_clock::now();
+        try {
+          pg->allreduce(t)->wait();
+          ADD_FAILURE() << "allreduce with a stalled peer returned";
+        } catch (const TimeoutError& e) {
+          const std::string what = e.what();
+          EXPECT_NE(what.find("allreduce #1"), std::string::npos) << what;
+          EXPECT_NE(what.find("rank 0/2"), std::string::npos) << what;
+        }
+        const auto elapsed = std::chrono::steady_clock::now() - start;
+        EXPECT_GE(elapsed, 1900ms);
+        EXPECT_LE(elapsed, 3s) << "the timeout is 2 s; the error must come within 1 s of it";
+      },
+      {.deadline = 60s, .kill_on_first_failure = false});
+  for (const auto& o : outcomes) {
+    EXPECT_EQ(o.kind, RankOutcome::Kind::Passed) << describe(o, 2);
+  }
+}
+
+TEST(GlooFaults, KilledPeerIsANetworkErrorWithinSeconds) {
+  auto outcomes = run_ranks_collect(
+      3,
+      [](const RankContext& ctx) {
+        auto pg = make_gloo_group(ctx, 60s);
+        pg->barrier()->wait();
+        std::vector<Tensor> t = {Tensor::zeros({int64_t{8} << 20}, DType::Float32)};
+        if (ctx.rank == 2) {
+          std::thread([] {
+            std::this_thread::sleep_for(20ms);
+            ::kill(::getpid(), SIGKILL);
+          }).detach();
+        }
+        const auto start = std::chrono::steady_clock::now();
+        try {
+          for (int i = 0; i < 1000; ++i) pg->allreduce(t)->wait();
+          ADD_FAILURE() << "allreduce went on without rank 2";
+        } catch (const DistNetworkError& e) {
+          EXPECT_NE(std::string(e.what()).find("allreduce #"), std::string::npos) << e.what();
+        } catch (const TimeoutError& e) {
+          ADD_FAILURE() << "a dead peer must not wait for the 60 s timeout: " << e.what();
+        }
+        EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+      },
+      {.deadline = 90s, .kill_on_first_failure = false, .echo_output = false});
+  ASSERT_EQ(outcomes.size(), 3u);
+  EXPECT_EQ(outcomes[2].kind, RankOutcome::Kind::Crashed) << describe(outcomes[2], 3);
+  EXPECT_EQ(outcomes[2].signal, SIGKILL);
+  EXPECT_EQ(outcomes[0].kind, RankOutcome::Kind::Passed) << describe(outcomes[0], 3);
+  EXPECT_EQ(outcomes[1].kind, RankOutcome::Kind::Passed) << describe(outcomes[1], 3);
+}
+
+TEST(GlooFaults, AbortUnblocksAPendingRecv) {
+  run_ranks(2, [](const RankContext& ctx) {
+    auto pg = make_gloo_group(ctx, 60s);
+    if (ctx.rank == 0) {
+      std::vector<Tensor> t = {Tensor::zeros({4}, DType::Float32)};
+      auto work = pg->recv(t, 1, 3);  // rank 1 never sends
+      std::this_thread::sleep_for(100ms);
+      EXPECT_FALSE(work->is_completed());
+      const auto start = std::chrono::steady_clock::now();
+      work->abort();
+      EXPECT_THROW(work->wait(), DistBackendError);
+      EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+      // The group still works afterwards.
+      std::vector<Tensor> s = {Tensor::zeros({4}, DType::Float32)};
+      pg->allreduce(s)->wait();
+    } else {
+      std::vector<Tensor> s = {Tensor::zeros({4}, DType::Float32)};
+      pg->allreduce(s)->wait();
+    }
+    finish(*pg);
+  });
+}
+
+TEST(GlooFaults, TimedWaitOnAPendingRecvThrowsTimeout) {
+  run_ranks(2, [](const RankContext& ctx) {
+    auto pg = make_gloo_group(ctx, 60s);
+    if (ctx.rank == 1) {
+      std::vector<Tensor> t = {Tensor::zeros({4}, DType::Float32)};
+      auto work = pg->recv(t, 0, 5);
+      EXPECT_THROW(work->wait(200ms), TimeoutError);
+    }
+    finish(*pg);
+  });
+}
+
+TEST(GlooFaults, DestroyingAGroupWithWorkInFlightDoesNotHang) {
+  run_ranks(2, [](const RankContext& ctx) {
+    auto pg = make_gloo_group(ctx, 60s);
+    finish(*pg);
+    std::vector<Tensor> t = {Tensor::zeros({1 << 20}, DType::Float32)};
+    std::shared_ptr<Work> pending;
+    if (ctx.rank == 0) {
+      std::vector<Tensor> r = {Tensor::zeros({4}, DType::Float32)};
+      pending = pg->recv(r, 1, 11);  // never matched
+    }
+    const auto start = std::chrono::steady_clock::now();
+    pg.reset();
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+    if (pending) {
+      EXPECT_THROW(pending->wait(), Error);
+    }
+  });
+}
+
+TEST(GlooFaults, MonitoredBarrierNamesTheMissingRanks) {
+  auto outcomes = run_ranks_collect(
+      4,
+      [](const RankContext& ctx) {
+        auto pg = make_gloo_group(ctx, 60s);
+        pg->barrier()->wait();
+        if (ctx.rank == 1 || ctx.rank == 3) {
+          std::this_thread::sleep_for(3s);  // miss the barrier
+          return;
+        }
+        if (ctx.rank == 0) {
+          try {
+            pg->monitored_barrier({.timeout = 1s}, /*wait_all_ranks=*/true);
+            ADD_FAILURE() << "monitored_barrier passed with ranks 1 and 3 missing";
+          } catch (const DistBackendError& e) {
+            EXPECT_NE(std::string(e.what()).find("ranks 1, 3 failed to pass"), std::string::npos)
+                << e.what();
+          }
+        } else {
+          EXPECT_THROW(pg->monitored_barrier({.timeout = 1s}, true), Error);
+        }
+      },
+      {.deadline = 60s, .kill_on_first_failure = false});
+  for (const auto& o : outcomes) EXPECT_EQ(o.kind, RankOutcome::Kind::Passed) << describe(o, 4);
+}
+
+}  // namespace
+}  // namespace tutti::testing
