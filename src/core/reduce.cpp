@@ -4,6 +4,10 @@
 
 #include <fmt/format.h>
 
+#ifdef TUTTI_HAVE_AVX2_VARIANT
+#include <cpuid.h>
+#endif
+
 #include <cctype>
 #include <string>
 #include <vector>
@@ -53,9 +57,12 @@ constexpr KernelVariant kAvx2 = {
 
 bool cpu_runs_avx2_variant() {
   __builtin_cpu_init();
-  // GCC's checks include the OS saving the YMM registers (XCR0).
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
-         __builtin_cpu_supports("fma");
+  // The compiler's AVX2 check includes the OS saving the YMM registers
+  // (XCR0). F16C is read from CPUID directly: not every compiler's
+  // __builtin_cpu_supports knows it.
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
 }
 #endif
 

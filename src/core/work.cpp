@@ -164,10 +164,13 @@ bool Work::wait(std::chrono::milliseconds timeout) {
   if (timeout > kNoTimeout) {
     if (!done_cv_.wait_for(lock, timeout, done)) {
       lock.unlock();
-      cancel();
-      finish(std::make_exception_ptr(TimeoutError(
-          fmt::format("{} timed out after {} ms in Work::wait; the operation was aborted",
-                      description_, timeout.count()))));
+      // Finish first, so the engine's reaction to cancel() (an "aborted"
+      // completion) cannot win over the timeout the caller is owed.
+      if (finish(std::make_exception_ptr(TimeoutError(
+              fmt::format("{} timed out after {} ms in Work::wait; the operation was aborted",
+                          description_, timeout.count()))))) {
+        cancel();
+      }
       lock.lock();
     }
   } else {
@@ -178,10 +181,10 @@ bool Work::wait(std::chrono::milliseconds timeout) {
 }
 
 void Work::abort() {
-  if (is_completed()) return;
-  cancel();
-  finish(std::make_exception_ptr(
-      DistBackendError(fmt::format("{} was aborted by Work::abort()", description_))));
+  if (finish(std::make_exception_ptr(
+          DistBackendError(fmt::format("{} was aborted by Work::abort()", description_))))) {
+    cancel();
+  }
 }
 
 std::shared_ptr<Future> Work::get_future() {

@@ -140,8 +140,6 @@ Num load(DType dtype, const std::vector<unsigned char>& bytes, size_t index) {
   Num n;
   switch (dtype) {
     case DType::Bool:
-      n.i = read(uint8_t{});
-      break;
     case DType::UInt8:
       n.i = read(uint8_t{});
       break;
@@ -439,8 +437,9 @@ TEST_P(ReduceKernelTest, CombineMany) {
   for (size_t count : {1, 2, 3, 5}) {
     for (size_t n : kLengths) {
       std::vector<Buffer> sources;
-      std::vector<const void*> srcs;
+      sources.reserve(count);
       for (size_t k = 0; k < count; ++k) sources.push_back(random_buffer(dtype(), n, rng_));
+      std::vector<const void*> srcs;
       for (Buffer& s : sources) srcs.push_back(s.data());
       Buffer rounded{dtype(), std::vector<unsigned char>(sources[0].bytes.size())};
       std::vector<Num> want(n);

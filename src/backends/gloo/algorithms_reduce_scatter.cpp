@@ -91,47 +91,49 @@ class RingReduceScatter {
       return static_cast<size_t>((rank_ - step_offset % size_ + size_) % size_) * part_bytes;
     };
 
-    // Scratch: the segments received in the current step, and two buffers of
-    // partial sums, one on its way to the right while the next step fills
-    // the other. Declared before the unbound buffers over them, so the
-    // buffers (and any transfer still posted on them) go first.
-    Tensor incoming = Tensor::empty({static_cast<int64_t>(segments_.part)}, dtype_);
-    std::array<Tensor, 2> partial = {
-        Tensor::empty({static_cast<int64_t>(segments_.part)}, dtype_),
-        Tensor::empty({static_cast<int64_t>(segments_.part)}, dtype_)};
+    const bool premultiply = op_.kind == ReduceOp::PREMUL_SUM;
 
+    // Scratch: the segments received in the current step, and up to two
+    // buffers of partial sums, one on its way to the right while the next
+    // step fills the other. Declared before the unbound buffers over them, so
+    // the buffers (and any transfer still posted on them) go first.
+    // Step s < p-2 sums into partial[s % 2]; PREMUL_SUM also scales the
+    // contribution step 0 sends into partial[1].
+    const std::array<bool, 2> partial_used = {steps_ >= 2, steps_ >= 3 || premultiply};
+    const auto part_sizes = std::vector<int64_t>{static_cast<int64_t>(segments_.part)};
+    Tensor incoming = Tensor::empty(part_sizes, dtype_);
+    std::array<Tensor, 2> partial;
+    std::array<std::vector<std::unique_ptr<UnboundBuffer>>, 2> partial_bufs;
+    for (size_t b = 0; b < 2; ++b) {
+      if (!partial_used[b]) continue;
+      partial[b] = Tensor::empty(part_sizes, dtype_);
+      partial_bufs[b] = make_buffers(static_cast<char*>(partial[b].data_ptr()));
+    }
     auto incoming_bufs = make_buffers(static_cast<char*>(incoming.data_ptr()));
-    std::array<std::vector<std::unique_ptr<UnboundBuffer>>, 2> partial_bufs = {
-        make_buffers(static_cast<char*>(partial[0].data_ptr())),
-        make_buffers(static_cast<char*>(partial[1].data_ptr()))};
-    // What step s sends lives in partial[(s - 1) mod 2]; step 0 sends the
-    // local contribution, from the input itself unless PREMUL_SUM has to
-    // scale it first (into partial[1], the slot step 0 reads from).
-    std::vector<std::unique_ptr<UnboundBuffer>> input_bufs;
-    std::vector<std::unique_ptr<UnboundBuffer>>* first_send = &partial_bufs[1];
+
+    // Step 0 sends the local contribution: from the input itself, or scaled
+    // into partial[1] for PREMUL_SUM.
     const char* first_part = in + part_of(1);
-    if (op_.kind == ReduceOp::PREMUL_SUM) {
+    std::vector<std::unique_ptr<UnboundBuffer>> input_bufs;
+    if (premultiply) {
       kernels::scale(partial[1].data_ptr(), first_part, segments_.part, dtype_, op_.factor);
     } else {
       // gloo only reads from a buffer it sends.
       input_bufs = make_buffers(const_cast<char*>(first_part));
-      first_send = &input_bufs;
     }
-    // Sends posted and not yet awaited, per partial buffer and segment.
+    // Sends posted and not yet awaited, per buffer and segment.
     std::array<std::vector<bool>, 2> sending = {std::vector<bool>(segments_.count, false),
                                                 std::vector<bool>(segments_.count, false)};
     std::vector<bool> sending_input(segments_.count, false);
+    auto& first_bufs = premultiply ? partial_bufs[1] : input_bufs;
+    auto& first_sending = premultiply ? sending[1] : sending_input;
 
     for (size_t j = 0; j < segments_.count; ++j) {
       post_recv(*incoming_bufs[j], 0, j);
     }
     for (size_t j = 0; j < segments_.count; ++j) {
-      post_send(*(*first_send)[j], 0, j);
-    }
-    if (first_send == &input_bufs) {
-      sending_input.assign(segments_.count, true);
-    } else {
-      sending[1].assign(segments_.count, true);
+      post_send(*first_bufs[j], 0, j);
+      first_sending[j] = true;
     }
 
     for (size_t step = 0; step < steps_; ++step) {
@@ -148,7 +150,7 @@ class RingReduceScatter {
           sending[target][j] = false;
         }
         const char* received = static_cast<const char*>(incoming.data_ptr()) + offset;
-        if (op_.kind == ReduceOp::PREMUL_SUM) {
+        if (premultiply) {
           kernels::scale(sum + offset, local + offset, length, dtype_, op_.factor);
           kernels::combine_into(sum + offset, received, length, dtype_, kind_);
         } else {
@@ -172,9 +174,7 @@ class RingReduceScatter {
   }
 
  private:
-  uint64_t message(size_t step, size_t segment) const {
-    return step * segments_.count + segment;
-  }
+  uint64_t message(size_t step, size_t segment) const { return step * segments_.count + segment; }
 
   std::vector<std::unique_ptr<UnboundBuffer>> make_buffers(char* base) const {
     std::vector<std::unique_ptr<UnboundBuffer>> buffers;
@@ -199,13 +199,12 @@ class RingReduceScatter {
   // Waits for one transfer on `buffer` until the operation's deadline (one
   // deadline for the whole ring, not one per wait).
   void wait(UnboundBuffer& buffer, bool receiving, size_t step) const {
-    const auto remaining = std::max(
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now()),
-        std::chrono::milliseconds(0));
+    const auto remaining =
+        std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now()),
+                 std::chrono::milliseconds(0));
     bool done = false;
-    guarded(step, receiving, [&] {
-      done = receiving ? buffer.waitRecv(remaining) : buffer.waitSend(remaining);
-    });
+    guarded(step, receiving,
+            [&] { done = receiving ? buffer.waitRecv(remaining) : buffer.waitSend(remaining); });
     if (!done) {
       throw DistBackendError(
           fmt::format("ring reduce-scatter step {} of {} was aborted", step + 1, steps_));
@@ -224,14 +223,13 @@ class RingReduceScatter {
           fmt::format("ring reduce-scatter step {} of {}, {} rank {}", step + 1, steps_,
                       receiving ? "receiving from" : "sending to", receiving ? left_ : right_);
       if (Clock::now() >= deadline_) {
-        throw TimeoutError(fmt::format(
-            "{}: no progress within the operation's timeout of {} ms; that rank may be "
-            "stuck, slower, or not calling this collective ({})",
-            where, ctx_.timeout.count(), e.what()));
+        throw TimeoutError(
+            fmt::format("{}: no progress within the operation's timeout of {} ms; that rank may be "
+                        "stuck, slower, or not calling this collective ({})",
+                        where, ctx_.timeout.count(), e.what()));
       }
       throw DistNetworkError(fmt::format(
-          "{}: the connection broke; that rank may have exited or crashed ({})", where,
-          e.what()));
+          "{}: the connection broke; that rank may have exited or crashed ({})", where, e.what()));
     }
   }
 
@@ -251,8 +249,7 @@ class RingReduceScatter {
 
 }  // namespace
 
-void reduce_scatter_tensor(const OpContext& ctx, Tensor& output, const Tensor& input,
-                           ReduceOp op) {
+void reduce_scatter_tensor(const OpContext& ctx, Tensor& output, const Tensor& input, ReduceOp op) {
   const size_t part = static_cast<size_t>(output.numel());
   if (part == 0) return;
   if (ctx.size() == 1) {
@@ -261,8 +258,7 @@ void reduce_scatter_tensor(const OpContext& ctx, Tensor& output, const Tensor& i
     } else {
       std::memcpy(output.data_ptr(), input.data_ptr(), output.nbytes());
     }
-    finish_average(output, op, 1);
-    return;
+    return;  // AVG over one rank is the value itself
   }
   RingReduceScatter(ctx, part, output.dtype(), op).run(output.data_ptr(), input.data_ptr());
   finish_average(output, op, ctx.size());
@@ -283,6 +279,10 @@ void reduce_scatter(const OpContext& ctx, std::vector<Tensor>& outputs,
       std::memcpy(cursor, contribution.data_ptr(), contribution.nbytes());
       cursor += contribution.nbytes();
     }
+  }
+  if (outputs.size() == 1) {
+    reduce_scatter_tensor(ctx, outputs[0], packed, op);
+    return;
   }
   Tensor reduced = Tensor::empty({part}, dtype);
   reduce_scatter_tensor(ctx, reduced, packed, op);

@@ -73,8 +73,8 @@ class SparseAllreduce {
       std::memcpy(local_indices.data() + dims, local.indices().data_ptr(),
                   local.indices().nbytes());
     }
-    std::vector<int64_t> all_indices(std::accumulate(index_counts.begin(), index_counts.end(),
-                                                     size_t{0}));
+    std::vector<int64_t> all_indices(
+        std::accumulate(index_counts.begin(), index_counts.end(), size_t{0}));
     gather_varying(local_indices.data(), all_indices.data(), index_counts, sizeof(int64_t));
 
     // Rank 0's sizes are the reference on every rank, so all ranks name the

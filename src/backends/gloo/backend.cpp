@@ -128,6 +128,16 @@ GlooBackend::~GlooBackend() {
     work->complete(std::make_exception_ptr(DistBackendError(fmt::format(
         "{} was not started: its process group was destroyed", work->description()))));
   }
+  {
+    std::lock_guard<std::mutex> lock(p2p_mutex_);
+    for (auto& weak : p2p_pending_) {
+      if (auto work = weak.lock()) {
+        work->fail_and_cancel(std::make_exception_ptr(DistBackendError(fmt::format(
+            "{} did not complete: its process group was destroyed", work->description()))));
+      }
+    }
+    p2p_pending_.clear();
+  }
   // Running operations fail fast once the connections are closed.
   for (auto& context : contexts_) {
     try {

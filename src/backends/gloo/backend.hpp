@@ -147,6 +147,9 @@ class GlooBackend : public Backend {
   bool stopping_ = false;                        // GUARDED_BY(queue_mutex_)
   std::vector<std::thread> workers_;
   std::atomic<uint64_t> monitored_barriers_{0};
+  // Posted sends and receives, failed and cancelled when the group goes away.
+  std::mutex p2p_mutex_;
+  std::vector<std::weak_ptr<GlooWork>> p2p_pending_;  // GUARDED_BY(p2p_mutex_)
   WaiterPool waiters_;  // last: joined first, while everything else is alive
 };
 

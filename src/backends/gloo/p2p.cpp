@@ -52,6 +52,15 @@ std::shared_ptr<Work> GlooBackend::post_p2p(OpType op, Tensor tensor, int peer, 
     }
     buffer->recv(sources, s);
   }
+  {
+    std::lock_guard<std::mutex> lock(p2p_mutex_);
+    // Forget finished ones, so the list is only as long as what is pending.
+    std::erase_if(p2p_pending_, [](const std::weak_ptr<GlooWork>& w) {
+      auto alive = w.lock();
+      return !alive || alive->is_completed();
+    });
+    p2p_pending_.push_back(work);
+  }
   waiters_.run([work, buffer, sending, tensor] {
     try {
       int source = -1;

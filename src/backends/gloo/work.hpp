@@ -23,6 +23,10 @@ class GlooWork : public Work {
   bool complete(std::exception_ptr error = nullptr) { return finish(std::move(error)); }
   void set_result(std::vector<Tensor> outputs) { set_outputs(std::move(outputs)); }
   void set_source(int rank) { set_source_rank(rank); }
+  // Completes the work with `error` and stops its transfer.
+  void fail_and_cancel(std::exception_ptr error) {
+    if (finish(std::move(error))) cancel();
+  }
 
  protected:
   void cancel() override {
