@@ -1,18 +1,22 @@
 // Memory bandwidth of the reduction kernels against memcpy.
 //
-// Each benchmark streams over buffers far larger than the caches: SUM with
-// combine_into (dst[i] += src[i]: two reads and one write per element) for
-// float32, float16 and bfloat16, and memcpy (one read, one write) as the
-// ceiling. Bytes processed count every byte read or written, so the figures
-// compare directly. After the usual table a summary gives each kernel's
-// bandwidth as a fraction of memcpy's at the same size, from the medians when
-// run with --benchmark_repetitions.
+// Each benchmark streams over two buffers of 16 MiB (together about the size
+// of a server L3) or 256 MiB (far beyond it): SUM with combine_into (dst[i] +=
+// src[i]: two reads and one write per element) for float32, float16 and
+// bfloat16, and memcpy (one read, one write) as the ceiling. Bytes processed
+// count every byte read or written, so the figures compare directly. After the
+// usual table a summary gives each kernel's bandwidth as a fraction of
+// memcpy's at the same size, from the medians when run with
+// --benchmark_repetitions. On a shared machine, interleave the repetitions so
+// that a burst of load does not land on one benchmark only.
 //
 // The kernels run through the dispatched entry point (the variant this CPU
 // selects) and, where that is not the generic variant, through the generic
 // variant too, which is what CPUs without AVX2 get.
 //
+// Run as (one command line):
 //   reduce_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+//                --benchmark_enable_random_interleaving=true
 #include <benchmark/benchmark.h>
 
 #include <cstdio>

@@ -6,6 +6,7 @@
 #include "tutti/errors.hpp"
 #include "tutti/file_store.hpp"
 #include "tutti/hash_store.hpp"
+#include "tutti/init.hpp"
 #include "tutti/logging.hpp"
 #include "tutti/options.hpp"
 #include "tutti/prefix_store.hpp"
