@@ -1,0 +1,93 @@
+// The raw gloo side of the gloo comparison: one rank calling the gloo library
+// directly (no tutti), the floor that tutti's gloo backend is held to.
+//
+// Rendezvous through gloo's own FileStore in a directory the launcher makes
+// fresh for each run, then the same calls tutti's backend makes: a full
+// mesh over TCP on the loopback, gloo::allreduce (float32 SUM through
+// gloo::sum<float>, as PyTorch's ProcessGroupGloo does) with each requested
+// algorithm ("ring" is gloo's default: UNSPECIFIED runs the ring), and
+// gloo::allgather. Called inline on the caller's thread: no queue, no
+// worker, no Work.
+//
+//   raw_gloo_side --rank R --world-size N --store-dir DIR --schedule 8:200:20,...
+//                 [--ops allreduce,allgather] [--variants ring,bcube]
+#include <gloo/allgather.h>
+#include <gloo/allreduce.h>
+#include <gloo/math.h>
+#include <gloo/rendezvous/context.h>
+#include <gloo/rendezvous/file_store.h>
+#include <gloo/transport/tcp/device.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <exception>
+#include <stdexcept>
+
+#include "side.hpp"
+
+namespace gloo_compare {
+namespace {
+
+::gloo::AllreduceOptions::Algorithm algorithm_named(const std::string& name) {
+  if (name == "ring") return ::gloo::AllreduceOptions::Algorithm::UNSPECIFIED;
+  if (name == "bcube") return ::gloo::AllreduceOptions::Algorithm::BCUBE;
+  throw std::invalid_argument("unknown gloo allreduce algorithm '" + name + "'");
+}
+
+void run(const Args& args) {
+  ::gloo::transport::tcp::attr attr;
+  attr.hostname = args.host;
+  auto device = ::gloo::transport::tcp::CreateDevice(attr);
+  ::gloo::rendezvous::FileStore store(args.store_dir);
+  auto context = std::make_shared<::gloo::rendezvous::Context>(args.rank, args.world_size);
+  context->connectFullMesh(store, device);
+
+  const auto n = static_cast<size_t>(args.world_size);
+  const auto reduce = static_cast<void (*)(void*, const void*, const void*, size_t)>(
+      &::gloo::sum<float>);
+  for (const Step& step : args.schedule) {
+    if (wants(args, "allreduce")) {
+      std::vector<float> buffer(std::max<size_t>(1, step.bytes / sizeof(float)));
+      for (const auto& variant : args.variants) {
+        ::gloo::AllreduceOptions opts(context);
+        opts.setAlgorithm(algorithm_named(variant));
+        opts.setOutput(buffer.data(), buffer.size());
+        opts.setReduceFunction(reduce);
+        std::fill(buffer.begin(), buffer.end(), static_cast<float>(args.rank + 1));
+        ::gloo::allreduce(opts);
+        expect_equal("allreduce " + variant, step.bytes, buffer.data(), buffer.size(),
+                     [&](size_t) { return static_cast<float>(n * (n + 1) / 2); });
+        // Zeros keep the timed sums finite; the values do not change the cost.
+        std::fill(buffer.begin(), buffer.end(), 0.0f);
+        measure("allreduce", variant, step, [&] { ::gloo::allreduce(opts); });
+      }
+    }
+    if (wants(args, "allgather")) {
+      const size_t per_rank = std::max<size_t>(1, step.bytes / sizeof(float) / n);
+      std::vector<float> input(per_rank, static_cast<float>(args.rank + 1));
+      std::vector<float> output(per_rank * n);
+      ::gloo::AllgatherOptions opts(context);
+      opts.setInput(input.data(), input.size());
+      opts.setOutput(output.data(), output.size());
+      ::gloo::allgather(opts);
+      expect_equal("allgather", step.bytes, output.data(), output.size(),
+                   [&](size_t i) { return static_cast<float>(i / per_rank + 1); });
+      measure("allgather", "ring", step, [&] { ::gloo::allgather(opts); });
+    }
+  }
+}
+
+}  // namespace
+}  // namespace gloo_compare
+
+int main(int argc, char** argv) {
+  const auto args =
+      gloo_compare::parse_args(argc, argv, "raw gloo side of the gloo comparison (one rank)");
+  try {
+    gloo_compare::run(args);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "raw_gloo_side rank %d: %s\n", args.rank, e.what());
+    return 1;
+  }
+  return 0;
+}
