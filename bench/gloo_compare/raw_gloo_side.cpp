@@ -13,6 +13,7 @@
 //                 [--ops allreduce,allgather] [--variants ring,bcube]
 #include <gloo/allgather.h>
 #include <gloo/allreduce.h>
+#include <gloo/barrier.h>
 #include <gloo/math.h>
 #include <gloo/rendezvous/context.h>
 #include <gloo/rendezvous/file_store.h>
@@ -75,6 +76,10 @@ void run(const Args& args) {
       measure("allgather", "ring", step, [&] { ::gloo::allgather(opts); });
     }
   }
+  // As the other sides do: nobody closes its connections while a peer may
+  // still be reading the last result.
+  ::gloo::BarrierOptions barrier(context);
+  ::gloo::barrier(barrier);
 }
 
 }  // namespace
