@@ -39,6 +39,9 @@ struct Family {
   void (*check)(ProcessGroup&);
 };
 
+// Names the parameter in test output (instead of dumping its bytes).
+void PrintTo(const Family& family, std::ostream* os) { *os << family.name; }
+
 const Family kFamilies[] = {
     {"Broadcast", check_broadcast},
     {"Allreduce", check_allreduce},
