@@ -7,8 +7,13 @@
 // count every byte read or written, so the figures compare directly. After the
 // usual table a summary gives each kernel's bandwidth as a fraction of
 // memcpy's at the same size, from the medians when run with
-// --benchmark_repetitions. On a shared machine, interleave the repetitions so
-// that a burst of load does not land on one benchmark only.
+// --benchmark_repetitions.
+//
+// Rates are per second of the benchmark thread's CPU time, Google Benchmark's
+// default. On an idle machine that is the wall time (one thread, no sleeps);
+// on a shared one it leaves out the time the thread waited for a core, which
+// says nothing about the kernels. Interleaving the repetitions also keeps a
+// burst of load from landing on one benchmark only.
 //
 // The kernels run through the dispatched entry point (the variant this CPU
 // selects) and, where that is not the generic variant, through the generic
@@ -157,7 +162,6 @@ void register_benchmarks() {
   }
   for (size_t bytes : kSizes) {
     benchmark::RegisterBenchmark(("memcpy/" + size_name(bytes)).c_str(), bench_memcpy, bytes)
-        ->UseRealTime()
         ->Unit(benchmark::kMillisecond);
     for (const Kernel& kernel : kernels) {
       for (tutti::DType dtype :
@@ -165,7 +169,6 @@ void register_benchmarks() {
         const std::string name =
             kernel.name + "/" + tutti::to_string(dtype) + "/" + size_name(bytes);
         benchmark::RegisterBenchmark(name.c_str(), bench_sum, kernel.combine, dtype, bytes)
-            ->UseRealTime()
             ->Unit(benchmark::kMillisecond);
       }
     }

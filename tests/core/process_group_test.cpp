@@ -328,7 +328,7 @@ TEST_F(ProcessGroupTest, UnsupportedOptionalOpNamesBackendsThatSupportIt) {
   pg->set_backend(DeviceType::CPU, minimal);
   std::vector<Tensor> t = {cpu_tensor({2})};
   EXPECT_INVALID(pg->allreduce_coalesced(t), "the minimal backend does not support allreduce_coalesced",
-                 "backends that do: pg_test_full");
+                 "backends that do: ", "pg_test_full");
   EXPECT_INVALID(pg->monitored_barrier(), "does not support monitored_barrier");
   EXPECT_EQ(pg->sequence_number(), 0u);
 }
