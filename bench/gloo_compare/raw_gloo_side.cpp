@@ -9,8 +9,8 @@
 // gloo::allgather. Called inline on the caller's thread: no queue, no
 // worker, no Work.
 //
-//   raw_gloo_side --rank R --world-size N --store-dir DIR --schedule 8:200:20,...
-//                 [--ops allreduce,allgather] [--variants ring,bcube]
+//   gloo_compare_raw_gloo --rank R --world-size N --store-dir DIR
+//   (then commands on standard input: side.hpp)
 #include <gloo/allgather.h>
 #include <gloo/allreduce.h>
 #include <gloo/barrier.h>
@@ -22,7 +22,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <memory>
 #include <stdexcept>
+#include <vector>
 
 #include "side.hpp"
 
@@ -35,6 +37,37 @@ namespace {
   throw std::invalid_argument("unknown gloo allreduce algorithm '" + name + "'");
 }
 
+void allreduce(const std::shared_ptr<::gloo::Context>& context, const Command& command) {
+  const auto n = static_cast<size_t>(context->size);
+  std::vector<float> buffer(std::max<size_t>(1, command.bytes / sizeof(float)));
+  ::gloo::AllreduceOptions opts(context);
+  opts.setAlgorithm(algorithm_named(command.variant));
+  opts.setOutput(buffer.data(), buffer.size());
+  opts.setReduceFunction(
+      static_cast<void (*)(void*, const void*, const void*, size_t)>(&::gloo::sum<float>));
+  std::fill(buffer.begin(), buffer.end(), static_cast<float>(context->rank + 1));
+  ::gloo::allreduce(opts);
+  expect_equal(command, buffer.data(), buffer.size(),
+               [&](size_t) { return static_cast<float>(n * (n + 1) / 2); });
+  // Zeros keep the timed sums finite; the values do not change the cost.
+  std::fill(buffer.begin(), buffer.end(), 0.0f);
+  measure(command, [&] { ::gloo::allreduce(opts); });
+}
+
+void allgather(const std::shared_ptr<::gloo::Context>& context, const Command& command) {
+  const auto n = static_cast<size_t>(context->size);
+  const size_t per_rank = std::max<size_t>(1, command.bytes / sizeof(float) / n);
+  std::vector<float> input(per_rank, static_cast<float>(context->rank + 1));
+  std::vector<float> output(per_rank * n);
+  ::gloo::AllgatherOptions opts(context);
+  opts.setInput(input.data(), input.size());
+  opts.setOutput(output.data(), output.size());
+  ::gloo::allgather(opts);
+  expect_equal(command, output.data(), output.size(),
+               [&](size_t i) { return static_cast<float>(i / per_rank + 1); });
+  measure(command, [&] { ::gloo::allgather(opts); });
+}
+
 void run(const Args& args) {
   ::gloo::transport::tcp::attr attr;
   attr.hostname = args.host;
@@ -42,40 +75,15 @@ void run(const Args& args) {
   ::gloo::rendezvous::FileStore store(args.store_dir);
   auto context = std::make_shared<::gloo::rendezvous::Context>(args.rank, args.world_size);
   context->connectFullMesh(store, device);
-
-  const auto n = static_cast<size_t>(args.world_size);
-  const auto reduce = static_cast<void (*)(void*, const void*, const void*, size_t)>(
-      &::gloo::sum<float>);
-  for (const Step& step : args.schedule) {
-    if (wants(args, "allreduce")) {
-      std::vector<float> buffer(std::max<size_t>(1, step.bytes / sizeof(float)));
-      for (const auto& variant : args.variants) {
-        ::gloo::AllreduceOptions opts(context);
-        opts.setAlgorithm(algorithm_named(variant));
-        opts.setOutput(buffer.data(), buffer.size());
-        opts.setReduceFunction(reduce);
-        std::fill(buffer.begin(), buffer.end(), static_cast<float>(args.rank + 1));
-        ::gloo::allreduce(opts);
-        expect_equal("allreduce " + variant, step.bytes, buffer.data(), buffer.size(),
-                     [&](size_t) { return static_cast<float>(n * (n + 1) / 2); });
-        // Zeros keep the timed sums finite; the values do not change the cost.
-        std::fill(buffer.begin(), buffer.end(), 0.0f);
-        measure("allreduce", variant, step, [&] { ::gloo::allreduce(opts); });
-      }
+  serve([&](const Command& command) {
+    if (command.op == "allreduce") {
+      allreduce(context, command);
+    } else if (command.op == "allgather") {
+      allgather(context, command);
+    } else {
+      throw std::invalid_argument("unknown op '" + command.op + "'");
     }
-    if (wants(args, "allgather")) {
-      const size_t per_rank = std::max<size_t>(1, step.bytes / sizeof(float) / n);
-      std::vector<float> input(per_rank, static_cast<float>(args.rank + 1));
-      std::vector<float> output(per_rank * n);
-      ::gloo::AllgatherOptions opts(context);
-      opts.setInput(input.data(), input.size());
-      opts.setOutput(output.data(), output.size());
-      ::gloo::allgather(opts);
-      expect_equal("allgather", step.bytes, output.data(), output.size(),
-                   [&](size_t i) { return static_cast<float>(i / per_rank + 1); });
-      measure("allgather", "ring", step, [&] { ::gloo::allgather(opts); });
-    }
-  }
+  });
   // As the other sides do: nobody closes its connections while a peer may
   // still be reading the last result.
   ::gloo::BarrierOptions barrier(context);
