@@ -73,7 +73,10 @@ double round_trips_per_second(const StoreKind& kind, int clients, double seconds
       auto store = kind.connect(kHost, server.port(), kStoreTimeout);
       const std::string key = fmt::format("bench/{}", i);
       const std::vector<uint8_t> value(8, static_cast<uint8_t>('a' + i % 26));
-      // One untimed round trip, so the loop starts on a warm connection.
+      // Untimed round trips, so the loop starts on a warm connection; add is
+      // checked in passing, as the loop checks get.
+      const int64_t joined = store->add("bench/joined", 1);
+      if (joined < 1 || joined > clients) throw std::runtime_error("add returned a wrong count");
       store->set(key, value);
       store->get(key);
       write_bytes(ready.write_fd(), 1);

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -71,9 +72,14 @@ pid_t Children::spawn(const std::string& what, const std::function<void()>& body
   // Buffered output would otherwise be written twice, once by each process.
   std::fflush(stdout);
   std::fflush(stderr);
+  const pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) fail("fork");
   if (pid == 0) {
+    // A child blocked on a pipe would otherwise outlive a parent killed
+    // from outside (the destructor below never runs then).
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(1);
     int code = 0;
     try {
       body();
