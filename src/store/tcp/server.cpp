@@ -158,16 +158,16 @@ class Server::Loop {
   // Reads what the socket holds; false when the peer closed or failed.
   bool read_available(Connection& c) {
     if (c.out.size() - c.out_start > kMaxPendingOutput) return true;  // back-pressure
+    // Reads go through one scratch buffer: growing c.in by a chunk would
+    // zero-fill it on every read.
+    scratch_.resize(kReadChunk);
     while (true) {
-      size_t old = c.in.size();
-      c.in.resize(old + kReadChunk);
-      ssize_t n = ::recv(c.fd.get(), c.in.data() + old, kReadChunk, 0);
+      ssize_t n = ::recv(c.fd.get(), scratch_.data(), kReadChunk, 0);
       if (n > 0) {
-        c.in.resize(old + static_cast<size_t>(n));
+        c.in.insert(c.in.end(), scratch_.data(), scratch_.data() + n);
         if (static_cast<size_t>(n) < kReadChunk) return true;
         continue;
       }
-      c.in.resize(old);
       if (n == 0) return false;
       if (errno == EINTR) continue;
       return errno == EAGAIN || errno == EWOULDBLOCK;
@@ -506,6 +506,7 @@ class Server::Loop {
   std::multimap<Clock::time_point, uint64_t> deadlines_;
   std::vector<uint64_t> ready_;
   bool draining_ = false;
+  Bytes scratch_;
 };
 
 Server::Server(ServerOptions options) {

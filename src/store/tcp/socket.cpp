@@ -151,6 +151,36 @@ size_t recv_some(int fd, void* data, size_t len, Clock::time_point deadline,
   }
 }
 
+size_t recv_blocking(int fd, void* data, size_t len, Clock::time_point deadline,
+                     const std::string& what) {
+  while (true) {
+    ssize_t n = ::recv(fd, data, len, 0);
+    if (n > 0) return static_cast<size_t>(n);
+    if (n == 0) throw DistNetworkError(fmt::format("connection to {} closed by the peer", what));
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (Clock::now() >= deadline) {
+        throw TimeoutError(fmt::format("timed out waiting for a reply from {}", what));
+      }
+      continue;
+    }
+    throw DistNetworkError(
+        fmt::format("connection to {} lost while receiving: {}", what, errno_text(errno)));
+  }
+}
+
+void set_blocking(int fd) {
+  int flags = ::fcntl(fd, F_GETFL, 0);
+  ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+}
+
+void set_receive_timeout(int fd, std::chrono::milliseconds timeout) {
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
 Fd listen_on(uint16_t port, int backlog) {
   auto bind_any = [&](int family) -> Fd {
     Fd fd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));

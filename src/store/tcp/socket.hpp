@@ -48,6 +48,15 @@ std::string endpoint(const std::string& host, uint16_t port);
 // DistNetworkError naming host, port, the attempts made and the last error.
 Fd connect_with_retry(const std::string& host, uint16_t port, Clock::time_point deadline);
 
+// For a blocking socket whose receive timeout is set (set_receive_timeout):
+// one recv() call per reply in the common case, instead of recv + poll +
+// recv; the deadline is re-checked each time the receive timeout expires.
+// Same errors as recv_some.
+size_t recv_blocking(int fd, void* data, size_t len, Clock::time_point deadline,
+                     const std::string& what);
+void set_blocking(int fd);
+void set_receive_timeout(int fd, std::chrono::milliseconds timeout);
+
 // Sends everything. Throws DistNetworkError if the peer is gone, TimeoutError
 // at the deadline; `what` names the peer for the message.
 void send_all(int fd, const void* data, size_t len, Clock::time_point deadline,

@@ -30,6 +30,8 @@ namespace {
 // Waiting requests are timed by the server; the client allows this much more
 // before it gives up on a server that does not answer at all.
 constexpr auto kServerGrace = std::chrono::seconds(5);
+// How often a blocked receive wakes to check its deadline.
+constexpr auto kDeadlineCheck = std::chrono::milliseconds(100);
 
 Clock::time_point deadline_after(std::chrono::milliseconds timeout) {
   if (timeout <= std::chrono::milliseconds::zero()) return Clock::time_point::max();
@@ -68,6 +70,10 @@ class TCPStore::Client {
 
   void connect(Clock::time_point deadline) {
     fd_ = net::connect_with_retry(host_, port_, deadline);
+    // Blocking receives with a short timeout: one system call per reply,
+    // and the deadline is still checked every kDeadlineCheck.
+    net::set_blocking(fd_.get());
+    net::set_receive_timeout(fd_.get(), kDeadlineCheck);
     in_.clear();
     auto hello = tcpstore::encode_hello(token_);
     try {
@@ -127,17 +133,13 @@ class TCPStore::Client {
 
  private:
   void receive(Clock::time_point deadline) {
+    // A reusable scratch buffer: growing in_ by a chunk would zero-fill it on
+    // every call, which costs more than the bytes that arrive.
     constexpr size_t kChunk = 64 << 10;
-    size_t old = in_.size();
-    in_.resize(old + kChunk);
-    size_t n;
-    try {
-      n = net::recv_some(fd_.get(), in_.data() + old, kChunk, deadline, server_name_);
-    } catch (...) {
-      in_.resize(old);
-      throw;
-    }
-    in_.resize(old + n);
+    scratch_.resize(kChunk);
+    const size_t n =
+        net::recv_blocking(fd_.get(), scratch_.data(), kChunk, deadline, server_name_);
+    in_.insert(in_.end(), scratch_.data(), scratch_.data() + n);
   }
 
   const std::string host_;
@@ -148,6 +150,7 @@ class TCPStore::Client {
   net::Fd fd_;
   std::vector<uint8_t> in_;
   std::vector<uint8_t> out_;
+  std::vector<uint8_t> scratch_;
 };
 
 TCPStore::TCPStore(std::string host, const TCPStoreOptions& opts)
