@@ -2,11 +2,12 @@
 ProcessGroupGloo, side by side in one run (scripts/bench-gloo; figures in
 docs/perf.md).
 
-Each side runs as --world-size processes on 127.0.0.1, connected once and
-then driven command by command (side.hpp) over the same schedule of sizes
-(powers of two, 8 B to 64 MiB by default), float32 SUM allreduce and
-allgather. The sides take turns size by size, A B C A B C ..., for --rounds
-rounds, so that the load of this shared machine weighs on all of them alike.
+Each side runs as --world-size processes on 127.0.0.1, connected at the
+start of each round and then driven command by command (side.hpp) over the
+same schedule of sizes (powers of two, 8 B to 64 MiB by default), float32 SUM
+allreduce and allgather. The sides take turns size by size, A B C A B C ...,
+for --rounds rounds, so that the load of this shared machine weighs on all of
+them alike.
 
 Per round, a size's time is the slower rank's median over iterations; the
 tables give the median over rounds. Bus bandwidth uses nccl-tests' factors:
@@ -39,7 +40,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--sides", default="tutti,gloo,torch",
                         help="comma list of tutti, gloo, torch, tutti-ring, tutti-bcube")
     parser.add_argument("--ops", default="allreduce,allgather")
@@ -55,8 +56,8 @@ def parse_args():
     parser.add_argument("--python", default="/usr/bin/python3",
                         help="the Python that has Debian's torch (not the first on PATH)")
     parser.add_argument("--json", help="write every round's figures here")
-    parser.add_argument("--timeout", type=float, default=1200.0,
-                        help="seconds a round of one side may take")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds a side may take to connect or to answer one command")
     return parser.parse_args()
 
 
@@ -99,6 +100,7 @@ class Side:
         port = free_port()
         self.procs = []
         self.buffers = []
+        self.closed = False
         for rank in range(world_size):
             cmd = self._command(args, rank, port) + ["--rank", str(rank),
                                                      "--world-size", str(world_size)]
@@ -163,6 +165,9 @@ class Side:
         return slowest
 
     def close(self, kill=False):
+        if self.closed:
+            return
+        self.closed = True
         for proc in self.procs:
             try:
                 if not kill:
@@ -205,27 +210,30 @@ def measurements(side, ops):
 
 
 def run_rounds(names, args, world_size, steps, ops, rounds):
-    """{(label, op, bytes): [seconds per round]}. Every side stays connected
-    for the whole run; for each size the sides take turns, in an order that
-    rotates from round to round, so none always runs first (or right after
-    a particular other)."""
-    sides = [Side(name, args, world_size) for name in names]
+    """{(label, op, bytes): [seconds per round]}. Each round starts every side
+    afresh (new processes, so each round samples anew where the scheduler puts
+    their threads, which moves small-message latency by up to 2x here), then
+    for each size the sides take turns, in an order that rotates from round
+    to round so that none always runs first."""
     samples = {}
-    try:
-        for r in range(rounds):
-            start = time.monotonic()
+    for r in range(rounds):
+        start = time.monotonic()
+        sides = []
+        try:
+            for name in names:
+                sides.append(Side(name, args, world_size))
             order = sides[r % len(sides):] + sides[:r % len(sides)]
             for step in steps:
                 for side in order:
                     for op, variant in measurements(side.name, ops):
                         key = (label_of(side.name, op, variant), op, step[0])
                         samples.setdefault(key, []).append(side.run(op, variant, step))
-            print(f"# round {r + 1}/{rounds} on {world_size} ranks: "
-                  f"{time.monotonic() - start:.0f} s, load {os.getloadavg()[0]:.1f}",
-                  file=sys.stderr, flush=True)
-    finally:
-        for side in sides:
-            side.close()
+        finally:
+            for side in sides:
+                side.close()
+        print(f"# round {r + 1}/{rounds} on {world_size} ranks: "
+              f"{time.monotonic() - start:.0f} s, load {os.getloadavg()[0]:.1f}",
+              file=sys.stderr, flush=True)
     return samples
 
 
@@ -308,7 +316,7 @@ def main():
     ops = [op for op in args.ops.split(",") if op]
     sides = [s for s in args.sides.split(",") if s]
     n = args.world_size
-    print(f"# schedule (bytes:iterations:warmup): "
+    print("# schedule (bytes:iterations:warmup): "
           + " ".join(f"{b}:{i}:{w}" for b, i, w in steps), file=sys.stderr)
     samples = run_rounds(sides, args, n, steps, ops, args.rounds)
     dump = {"world_size": n, "rounds": args.rounds, "schedule": steps,

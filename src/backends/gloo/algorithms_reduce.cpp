@@ -11,10 +11,12 @@
 namespace tutti::gloo_backend::algorithms {
 namespace {
 
-// Below this many bytes per rank, bcube's log(p) exchanges of whole buffers
+// Up to this many bytes per rank, bcube's log(p) exchanges of whole buffers
 // beat ring's 2(p-1) steps of small chunks; above it, ring's bandwidth wins.
-// Measured on 2-4 ranks over loopback (docs/perf.md).
-constexpr size_t kBcubeMaxBytes = 256 << 10;
+// Raw gloo over loopback (docs/perf.md, "gloo backend"): bcube was faster
+// up to 1 MiB on 2, 3 and 4 ranks (1.2x at 1 MiB on 2 ranks, 1.4x and 2.9x
+// on 3 and 4), ring from 2 MiB on 2 and 4 ranks and from 4 MiB on 3.
+constexpr size_t kBcubeMaxBytes = size_t{1} << 20;
 
 ::gloo::AllreduceOptions::Algorithm choose(AllreduceAlgorithm requested, size_t bytes) {
   switch (requested) {

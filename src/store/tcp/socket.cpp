@@ -152,7 +152,14 @@ size_t recv_some(int fd, void* data, size_t len, Clock::time_point deadline,
 }
 
 size_t recv_blocking(int fd, void* data, size_t len, Clock::time_point deadline,
-                     const std::string& what) {
+                     const std::string& what, std::chrono::microseconds spin) {
+  const auto spin_until = Clock::now() + spin;
+  do {
+    ssize_t n = ::recv(fd, data, len, MSG_DONTWAIT);
+    if (n > 0) return static_cast<size_t>(n);
+    if (n == 0) throw DistNetworkError(fmt::format("connection to {} closed by the peer", what));
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) break;
+  } while (Clock::now() < spin_until);
   while (true) {
     ssize_t n = ::recv(fd, data, len, 0);
     if (n > 0) return static_cast<size_t>(n);

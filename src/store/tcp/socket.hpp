@@ -49,11 +49,12 @@ std::string endpoint(const std::string& host, uint16_t port);
 Fd connect_with_retry(const std::string& host, uint16_t port, Clock::time_point deadline);
 
 // For a blocking socket whose receive timeout is set (set_receive_timeout):
-// one recv() call per reply in the common case, instead of recv + poll +
-// recv; the deadline is re-checked each time the receive timeout expires.
-// Same errors as recv_some.
+// polls without sleeping for up to `spin`, then blocks in one recv() call
+// (instead of recv + poll + recv), re-checking the deadline each time the
+// receive timeout expires. Same errors as recv_some.
 size_t recv_blocking(int fd, void* data, size_t len, Clock::time_point deadline,
-                     const std::string& what);
+                     const std::string& what,
+                     std::chrono::microseconds spin = std::chrono::microseconds(0));
 void set_blocking(int fd);
 void set_receive_timeout(int fd, std::chrono::milliseconds timeout);
 
