@@ -6,13 +6,12 @@
 //
 // Prints the loss falling and checks at the end that every rank holds
 // bitwise-identical weights (exit code 1 if not, or if the loss did not fall).
-#include <tutti/tutti.hpp>
-
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <random>
 #include <string>
+#include <tutti/tutti.hpp>
 #include <vector>
 
 namespace {
@@ -116,10 +115,9 @@ int main(int argc, char** argv) {
   }
   const bool learned = last_loss < 0.7f * first_loss;
   if (rank == 0) {
-    std::printf("loss %.4f -> %.4f over %d steps on %d ranks (%s)\n", first_loss, last_loss,
-                steps, size, learned ? "falling" : "NOT falling");
-    std::printf("weights bitwise identical on all %d ranks: %s\n", size,
-                identical ? "yes" : "NO");
+    std::printf("loss %.4f -> %.4f over %d steps on %d ranks (%s)\n", first_loss, last_loss, steps,
+                size, learned ? "falling" : "NOT falling");
+    std::printf("weights bitwise identical on all %d ranks: %s\n", size, identical ? "yes" : "NO");
   }
   pg->barrier()->wait();
   return identical && learned ? 0 : 1;

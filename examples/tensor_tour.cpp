@@ -1,10 +1,9 @@
 // A tour of tutti's data layer on one process: tensors, the reduction
 // semantics every collective uses, sparse tensors and DLPack. Until a
 // backend is built this is what ./scripts/run shows.
-#include <tutti/tutti.hpp>
-
 #include <cstdio>
 #include <numeric>
+#include <tutti/tutti.hpp>
 
 using namespace tutti;
 

@@ -41,8 +41,9 @@ int main(int argc, char** argv) {
           if (!buf.empty()) buf.resize(rng() % buf.size());
           break;
         case 2:  // insert a byte
-          buf.insert(buf.begin() + static_cast<std::ptrdiff_t>(buf.empty() ? 0 : rng() % buf.size()),
-                     static_cast<uint8_t>(rng()));
+          buf.insert(
+              buf.begin() + static_cast<std::ptrdiff_t>(buf.empty() ? 0 : rng() % buf.size()),
+              static_cast<uint8_t>(rng()));
           break;
         case 3:  // append another input
           const auto& other = inputs[rng() % inputs.size()];

@@ -5,7 +5,6 @@
 //
 // Serves until SIGINT or SIGTERM.
 #include <CLI/CLI.hpp>
-
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -42,11 +41,12 @@ int main(int argc, char** argv) {
     int received = 0;
     sigwait(&signals, &received);
     auto stats = server.stats();
-    std::printf("tutti-store: stopping on signal %d after %llu connections, %llu requests, "
-                "%llu refused\n",
-                received, static_cast<unsigned long long>(stats.connections_accepted),
-                static_cast<unsigned long long>(stats.requests),
-                static_cast<unsigned long long>(stats.connections_rejected));
+    std::printf(
+        "tutti-store: stopping on signal %d after %llu connections, %llu requests, "
+        "%llu refused\n",
+        received, static_cast<unsigned long long>(stats.connections_accepted),
+        static_cast<unsigned long long>(stats.requests),
+        static_cast<unsigned long long>(stats.connections_rejected));
   } catch (const tutti::Error& e) {
     std::fprintf(stderr, "tutti-store: %s\n", e.what());
     return 1;

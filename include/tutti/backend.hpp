@@ -49,10 +49,9 @@ class Backend {
   virtual std::shared_ptr<Work> allreduce_sparse(std::vector<SparseTensor>& tensors,
                                                  const AllreduceOptions& opts);
   // [optional]
-  virtual std::shared_ptr<Work> allreduce_coalesced(
-      std::vector<Tensor>& tensors, const AllreduceCoalescedOptions& opts);
-  virtual std::shared_ptr<Work> reduce(std::vector<Tensor>& tensors,
-                                       const ReduceOptions& opts) = 0;
+  virtual std::shared_ptr<Work> allreduce_coalesced(std::vector<Tensor>& tensors,
+                                                    const AllreduceCoalescedOptions& opts);
+  virtual std::shared_ptr<Work> reduce(std::vector<Tensor>& tensors, const ReduceOptions& opts) = 0;
   virtual std::shared_ptr<Work> allgather(std::vector<std::vector<Tensor>>& outputs,
                                           std::vector<Tensor>& inputs,
                                           const AllgatherOptions& opts) = 0;
@@ -60,45 +59,40 @@ class Backend {
   virtual std::shared_ptr<Work> allgather_into_tensor(Tensor& output, Tensor& input,
                                                       const AllgatherOptions& opts);
   // [optional]
-  virtual std::shared_ptr<Work> allgather_coalesced(
-      std::vector<std::vector<Tensor>>& output_lists, std::vector<Tensor>& inputs,
-      const AllgatherOptions& opts);
+  virtual std::shared_ptr<Work> allgather_coalesced(std::vector<std::vector<Tensor>>& output_lists,
+                                                    std::vector<Tensor>& inputs,
+                                                    const AllgatherOptions& opts);
   // [optional]
-  virtual std::shared_ptr<Work> allgather_into_tensor_coalesced(
-      std::vector<Tensor>& outputs, std::vector<Tensor>& inputs,
-      const AllgatherOptions& opts);
+  virtual std::shared_ptr<Work> allgather_into_tensor_coalesced(std::vector<Tensor>& outputs,
+                                                                std::vector<Tensor>& inputs,
+                                                                const AllgatherOptions& opts);
   virtual std::shared_ptr<Work> gather(std::vector<std::vector<Tensor>>& outputs,
-                                       std::vector<Tensor>& inputs,
-                                       const GatherOptions& opts) = 0;
+                                       std::vector<Tensor>& inputs, const GatherOptions& opts) = 0;
   virtual std::shared_ptr<Work> scatter(std::vector<Tensor>& outputs,
                                         std::vector<std::vector<Tensor>>& inputs,
                                         const ScatterOptions& opts) = 0;
-  virtual std::shared_ptr<Work> reduce_scatter(
-      std::vector<Tensor>& outputs, std::vector<std::vector<Tensor>>& inputs,
-      const ReduceScatterOptions& opts) = 0;
+  virtual std::shared_ptr<Work> reduce_scatter(std::vector<Tensor>& outputs,
+                                               std::vector<std::vector<Tensor>>& inputs,
+                                               const ReduceScatterOptions& opts) = 0;
   // [optional]
   virtual std::shared_ptr<Work> reduce_scatter_tensor(Tensor& output, Tensor& input,
                                                       const ReduceScatterOptions& opts);
   // [optional]
-  virtual std::shared_ptr<Work> reduce_scatter_tensor_coalesced(
-      std::vector<Tensor>& outputs, std::vector<Tensor>& inputs,
-      const ReduceScatterOptions& opts);
+  virtual std::shared_ptr<Work> reduce_scatter_tensor_coalesced(std::vector<Tensor>& outputs,
+                                                                std::vector<Tensor>& inputs,
+                                                                const ReduceScatterOptions& opts);
   // Empty split sizes mean equal parts along dimension 0.
   virtual std::shared_ptr<Work> alltoall_base(Tensor& output, Tensor& input,
                                               std::vector<int64_t> output_split_sizes,
                                               std::vector<int64_t> input_split_sizes,
                                               const AllToAllOptions& opts) = 0;
-  virtual std::shared_ptr<Work> alltoall(std::vector<Tensor>& outputs,
-                                         std::vector<Tensor>& inputs,
+  virtual std::shared_ptr<Work> alltoall(std::vector<Tensor>& outputs, std::vector<Tensor>& inputs,
                                          const AllToAllOptions& opts) = 0;
   // Point-to-point: not ordered with respect to collectives; matched by
   // (peer, tag).
-  virtual std::shared_ptr<Work> send(std::vector<Tensor>& tensors, int dst_rank,
-                                     int tag) = 0;
-  virtual std::shared_ptr<Work> recv(std::vector<Tensor>& tensors, int src_rank,
-                                     int tag) = 0;
-  virtual std::shared_ptr<Work> recv_anysource(std::vector<Tensor>& tensors,
-                                               int tag) = 0;
+  virtual std::shared_ptr<Work> send(std::vector<Tensor>& tensors, int dst_rank, int tag) = 0;
+  virtual std::shared_ptr<Work> recv(std::vector<Tensor>& tensors, int src_rank, int tag) = 0;
+  virtual std::shared_ptr<Work> recv_anysource(std::vector<Tensor>& tensors, int tag) = 0;
   virtual std::shared_ptr<Work> barrier(const BarrierOptions& opts) = 0;
   // [optional] Rank 0 waits for every rank; throws naming the ranks that did
   // not arrive in time (all of them with wait_all_ranks, else the first).

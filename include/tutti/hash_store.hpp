@@ -11,8 +11,7 @@ namespace tutti {
 
 class HashStore : public Store {
  public:
-  explicit HashStore(std::chrono::milliseconds timeout = kDefaultStoreTimeout)
-      : Store(timeout) {}
+  explicit HashStore(std::chrono::milliseconds timeout = kDefaultStoreTimeout) : Store(timeout) {}
 
   using Store::set;
   void set(const std::string& key, const std::vector<uint8_t>& value) override;

@@ -63,8 +63,8 @@ struct BarrierOptions {
 };
 
 // Resolves kUnsetTimeout against a group default.
-inline std::chrono::milliseconds effective_timeout(
-    std::chrono::milliseconds requested, std::chrono::milliseconds fallback) {
+inline std::chrono::milliseconds effective_timeout(std::chrono::milliseconds requested,
+                                                   std::chrono::milliseconds fallback) {
   return requested == kUnsetTimeout ? fallback : requested;
 }
 

@@ -55,19 +55,15 @@ class ProcessGroup : public std::enable_shared_from_this<ProcessGroup> {
   // Collectives issued so far (point-to-point calls are not counted).
   uint64_t sequence_number() const { return sequence_.load(); }
 
-  std::shared_ptr<Work> broadcast(std::vector<Tensor>& tensors,
-                                  const BroadcastOptions& opts = {});
-  std::shared_ptr<Work> allreduce(std::vector<Tensor>& tensors,
-                                  const AllreduceOptions& opts = {});
+  std::shared_ptr<Work> broadcast(std::vector<Tensor>& tensors, const BroadcastOptions& opts = {});
+  std::shared_ptr<Work> allreduce(std::vector<Tensor>& tensors, const AllreduceOptions& opts = {});
   std::shared_ptr<Work> allreduce_sparse(std::vector<SparseTensor>& tensors,
                                          const AllreduceOptions& opts = {});
   std::shared_ptr<Work> allreduce_coalesced(std::vector<Tensor>& tensors,
                                             const AllreduceCoalescedOptions& opts = {});
-  std::shared_ptr<Work> reduce(std::vector<Tensor>& tensors,
-                               const ReduceOptions& opts = {});
+  std::shared_ptr<Work> reduce(std::vector<Tensor>& tensors, const ReduceOptions& opts = {});
   std::shared_ptr<Work> allgather(std::vector<std::vector<Tensor>>& outputs,
-                                  std::vector<Tensor>& inputs,
-                                  const AllgatherOptions& opts = {});
+                                  std::vector<Tensor>& inputs, const AllgatherOptions& opts = {});
   std::shared_ptr<Work> allgather_into_tensor(Tensor& output, Tensor& input,
                                               const AllgatherOptions& opts = {});
   std::shared_ptr<Work> allgather_coalesced(std::vector<std::vector<Tensor>>& output_lists,
@@ -77,8 +73,7 @@ class ProcessGroup : public std::enable_shared_from_this<ProcessGroup> {
                                                         std::vector<Tensor>& inputs,
                                                         const AllgatherOptions& opts = {});
   std::shared_ptr<Work> gather(std::vector<std::vector<Tensor>>& outputs,
-                               std::vector<Tensor>& inputs,
-                               const GatherOptions& opts = {});
+                               std::vector<Tensor>& inputs, const GatherOptions& opts = {});
   std::shared_ptr<Work> scatter(std::vector<Tensor>& outputs,
                                 std::vector<std::vector<Tensor>>& inputs,
                                 const ScatterOptions& opts = {});
@@ -87,15 +82,14 @@ class ProcessGroup : public std::enable_shared_from_this<ProcessGroup> {
                                        const ReduceScatterOptions& opts = {});
   std::shared_ptr<Work> reduce_scatter_tensor(Tensor& output, Tensor& input,
                                               const ReduceScatterOptions& opts = {});
-  std::shared_ptr<Work> reduce_scatter_tensor_coalesced(
-      std::vector<Tensor>& outputs, std::vector<Tensor>& inputs,
-      const ReduceScatterOptions& opts = {});
+  std::shared_ptr<Work> reduce_scatter_tensor_coalesced(std::vector<Tensor>& outputs,
+                                                        std::vector<Tensor>& inputs,
+                                                        const ReduceScatterOptions& opts = {});
   std::shared_ptr<Work> alltoall_base(Tensor& output, Tensor& input,
                                       std::vector<int64_t> output_split_sizes,
                                       std::vector<int64_t> input_split_sizes,
                                       const AllToAllOptions& opts = {});
-  std::shared_ptr<Work> alltoall(std::vector<Tensor>& outputs,
-                                 std::vector<Tensor>& inputs,
+  std::shared_ptr<Work> alltoall(std::vector<Tensor>& outputs, std::vector<Tensor>& inputs,
                                  const AllToAllOptions& opts = {});
   std::shared_ptr<Work> send(std::vector<Tensor>& tensors, int dst_rank, int tag);
   std::shared_ptr<Work> recv(std::vector<Tensor>& tensors, int src_rank, int tag);

@@ -17,8 +17,7 @@ inline constexpr std::chrono::milliseconds kDefaultStoreTimeout{300 * 1000};
 
 class Store {
  public:
-  explicit Store(std::chrono::milliseconds timeout = kDefaultStoreTimeout)
-      : timeout_(timeout) {}
+  explicit Store(std::chrono::milliseconds timeout = kDefaultStoreTimeout) : timeout_(timeout) {}
   virtual ~Store() = default;
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -40,14 +39,12 @@ class Store {
   // True if all keys exist now; does not wait.
   virtual bool check(const std::vector<std::string>& keys) = 0;
   void wait(const std::vector<std::string>& keys) { wait(keys, timeout()); }
-  virtual void wait(const std::vector<std::string>& keys,
-                    std::chrono::milliseconds timeout) = 0;
+  virtual void wait(const std::vector<std::string>& keys, std::chrono::milliseconds timeout) = 0;
   virtual int64_t num_keys() = 0;
   // Appends to the value at key (creating it). Atomic.
   virtual void append(const std::string& key, const std::vector<uint8_t>& value) = 0;
   // Not atomic as a whole unless a store says so; each key is.
-  virtual std::vector<std::vector<uint8_t>> multi_get(
-      const std::vector<std::string>& keys);
+  virtual std::vector<std::vector<uint8_t>> multi_get(const std::vector<std::string>& keys);
   virtual void multi_set(const std::vector<std::string>& keys,
                          const std::vector<std::vector<uint8_t>>& values);
 

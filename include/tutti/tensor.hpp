@@ -26,20 +26,16 @@ class Tensor {
 
   // Uninitialised contiguous storage. Only CPU memory can be allocated;
   // other devices take memory through from_blob().
-  static Tensor empty(std::vector<int64_t> sizes, DType dtype,
-                      Device device = {});
-  static Tensor zeros(std::vector<int64_t> sizes, DType dtype,
-                      Device device = {});
+  static Tensor empty(std::vector<int64_t> sizes, DType dtype, Device device = {});
+  static Tensor zeros(std::vector<int64_t> sizes, DType dtype, Device device = {});
   // Borrows memory the caller keeps alive; strides in elements, empty =
   // contiguous. REQUIRES: sizes and strides non-negative, same length.
   static Tensor from_blob(void* data, std::vector<int64_t> sizes, DType dtype,
-                          std::vector<int64_t> strides = {},
-                          Device device = {});
+                          std::vector<int64_t> strides = {}, Device device = {});
   // Wraps memory kept alive by keep_alive, released when the last copy of the
   // tensor (and of its views) goes away.
   static Tensor from_blob(void* data, std::vector<int64_t> sizes, DType dtype,
-                          std::vector<int64_t> strides,
-                          std::shared_ptr<void> keep_alive,
+                          std::vector<int64_t> strides, std::shared_ptr<void> keep_alive,
                           Device device = {});
 
   bool defined() const { return dtype_set_; }
@@ -103,14 +99,38 @@ class Tensor {
 // The dtype a C++ element type stands for; used by Tensor::data<T>().
 template <class T>
 struct DTypeOf;
-template <> struct DTypeOf<bool> { static constexpr DType value = DType::Bool; };
-template <> struct DTypeOf<uint8_t> { static constexpr DType value = DType::UInt8; };
-template <> struct DTypeOf<int8_t> { static constexpr DType value = DType::Int8; };
-template <> struct DTypeOf<int16_t> { static constexpr DType value = DType::Int16; };
-template <> struct DTypeOf<int32_t> { static constexpr DType value = DType::Int32; };
-template <> struct DTypeOf<int64_t> { static constexpr DType value = DType::Int64; };
-template <> struct DTypeOf<float> { static constexpr DType value = DType::Float32; };
-template <> struct DTypeOf<double> { static constexpr DType value = DType::Float64; };
+template <>
+struct DTypeOf<bool> {
+  static constexpr DType value = DType::Bool;
+};
+template <>
+struct DTypeOf<uint8_t> {
+  static constexpr DType value = DType::UInt8;
+};
+template <>
+struct DTypeOf<int8_t> {
+  static constexpr DType value = DType::Int8;
+};
+template <>
+struct DTypeOf<int16_t> {
+  static constexpr DType value = DType::Int16;
+};
+template <>
+struct DTypeOf<int32_t> {
+  static constexpr DType value = DType::Int32;
+};
+template <>
+struct DTypeOf<int64_t> {
+  static constexpr DType value = DType::Int64;
+};
+template <>
+struct DTypeOf<float> {
+  static constexpr DType value = DType::Float32;
+};
+template <>
+struct DTypeOf<double> {
+  static constexpr DType value = DType::Float64;
+};
 
 namespace detail {
 [[noreturn]] void throw_dtype_mismatch(DType have, const char* want);
@@ -125,8 +145,7 @@ T* Tensor::data() {
 template <class T>
 const T* Tensor::data() const {
   if constexpr (std::is_same_v<T, uint16_t>) {
-    if (dtype_ != DType::Float16 && dtype_ != DType::BFloat16 &&
-        dtype_ != DType::Int16) {
+    if (dtype_ != DType::Float16 && dtype_ != DType::BFloat16 && dtype_ != DType::Int16) {
       detail::throw_dtype_mismatch(dtype_, "uint16 (float16/bfloat16 bits)");
     }
   } else {

@@ -46,7 +46,7 @@ enum class OpType : uint8_t {
 };
 inline constexpr int kNumOpTypes = static_cast<int>(OpType::UNKNOWN) + 1;
 
-const char* to_string(OpType op);  // "allreduce", "recv_anysource", ...
+const char* to_string(OpType op);   // "allreduce", "recv_anysource", ...
 bool is_point_to_point(OpType op);  // send, recv, recv_anysource
 
 // The value of an operation: its output tensors, or an error.
@@ -82,9 +82,9 @@ class Future {
 
   mutable std::mutex mutex_;
   std::condition_variable done_cv_;
-  bool completed_ = false;                  // GUARDED_BY(mutex_)
-  std::vector<Tensor> value_;               // GUARDED_BY(mutex_)
-  std::exception_ptr error_;                // GUARDED_BY(mutex_)
+  bool completed_ = false;                               // GUARDED_BY(mutex_)
+  std::vector<Tensor> value_;                            // GUARDED_BY(mutex_)
+  std::exception_ptr error_;                             // GUARDED_BY(mutex_)
   std::vector<std::function<void(Future&)>> callbacks_;  // GUARDED_BY(mutex_)
 };
 
@@ -98,10 +98,10 @@ class Work {
   Work& operator=(const Work&) = delete;
 
   bool is_completed();
-  bool is_success() const;                 // completed without error
-  std::exception_ptr exception() const;    // null unless it failed
-  int source_rank() const;                 // recv_anysource: the sender; else -1
-  std::vector<Tensor> result();            // the output tensors
+  bool is_success() const;               // completed without error
+  std::exception_ptr exception() const;  // null unless it failed
+  int source_rank() const;               // recv_anysource: the sender; else -1
+  std::vector<Tensor> result();          // the output tensors
   OpType op_type() const { return op_; }
   const std::string& description() const { return description_; }
 
@@ -132,11 +132,11 @@ class Work {
 
   mutable std::mutex mutex_;
   std::condition_variable done_cv_;
-  bool completed_ = false;                  // GUARDED_BY(mutex_)
-  std::exception_ptr error_;                // GUARDED_BY(mutex_)
-  std::vector<Tensor> outputs_;             // GUARDED_BY(mutex_)
-  int source_rank_ = -1;                    // GUARDED_BY(mutex_)
-  std::shared_ptr<Future> future_;          // GUARDED_BY(mutex_)
+  bool completed_ = false;          // GUARDED_BY(mutex_)
+  std::exception_ptr error_;        // GUARDED_BY(mutex_)
+  std::vector<Tensor> outputs_;     // GUARDED_BY(mutex_)
+  int source_rank_ = -1;            // GUARDED_BY(mutex_)
+  std::shared_ptr<Future> future_;  // GUARDED_BY(mutex_)
 };
 
 }  // namespace tutti

@@ -43,8 +43,7 @@ int64_t parse_int(const std::string& text, const char* what, const char* example
   const char* end = begin + text.size();
   auto [ptr, ec] = std::from_chars(begin, end, value);
   if (text.empty() || ec != std::errc() || ptr != end) {
-    throw InvalidArgument(
-        fmt::format("{}='{}' is not an integer; e.g. {}", what, text, example));
+    throw InvalidArgument(fmt::format("{}='{}' is not an integer; e.g. {}", what, text, example));
   }
   return value;
 }
@@ -69,14 +68,15 @@ std::pair<int, int> rank_and_size(const InitOptions& o, const std::string& metho
   const int rank = o.rank >= 0 ? o.rank : env_int(kRank, method);
   const int size = o.world_size >= 0 ? o.world_size : env_int(kWorldSize, method);
   if (size < 1) {
-    throw InvalidArgument(fmt::format("init_process_group: world size {} must be at least 1; "
-                                      "e.g. {}",
-                                      size, kWorldSize.example));
+    throw InvalidArgument(
+        fmt::format("init_process_group: world size {} must be at least 1; "
+                    "e.g. {}",
+                    size, kWorldSize.example));
   }
   if (rank < 0 || rank >= size) {
     throw InvalidArgument(fmt::format(
-        "init_process_group: rank {} is out of range for world size {} (ranks are 0 to {})",
-        rank, size, size - 1));
+        "init_process_group: rank {} is out of range for world size {} (ranks are 0 to {})", rank,
+        size, size - 1));
   }
   return {rank, size};
 }
@@ -100,8 +100,8 @@ std::pair<std::string, uint16_t> parse_tcp_url(const std::string& url) {
   if (!rest.empty() && rest[0] == '[') {
     const size_t close = rest.find(']');
     if (close == std::string::npos || close + 1 >= rest.size() || rest[close + 1] != ':') {
-      throw InvalidArgument(fmt::format(
-          "init_method '{}' is not tcp://[ipv6]:port; e.g. tcp://[::1]:29500", url));
+      throw InvalidArgument(
+          fmt::format("init_method '{}' is not tcp://[ipv6]:port; e.g. tcp://[::1]:29500", url));
     }
     host = rest.substr(1, close - 1);
     port = rest.substr(close + 2);
@@ -135,17 +135,17 @@ std::string resolve_auto_backend() {
 
 std::shared_ptr<ProcessGroup> init_process_group(const InitOptions& o) {
   if (o.timeout <= std::chrono::milliseconds::zero()) {
-    throw InvalidArgument(fmt::format("init_process_group: timeout must be positive, got {} ms",
-                                      o.timeout.count()));
+    throw InvalidArgument(
+        fmt::format("init_process_group: timeout must be positive, got {} ms", o.timeout.count()));
   }
   const std::string backend = o.backend == "auto" ? resolve_auto_backend() : o.backend;
   if (backend.find(':') == std::string::npos && find_backend(backend) == nullptr) {
     auto names = registered_backends();
     std::string known;
     for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
-    throw InvalidArgument(fmt::format(
-        "init_process_group: unknown backend '{}'; available: {} (or \"auto\")", backend,
-        known.empty() ? "(none)" : known));
+    throw InvalidArgument(
+        fmt::format("init_process_group: unknown backend '{}'; available: {} (or \"auto\")",
+                    backend, known.empty() ? "(none)" : known));
   }
   const std::string& method = o.init_method;
   std::shared_ptr<Store> store;

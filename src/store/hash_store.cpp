@@ -42,8 +42,8 @@ std::vector<uint8_t> HashStore::compare_set(const std::string& key,
   {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = data_.find(key);
-    result = store_util::compare_set_rule(it == data_.end() ? nullptr : &it->second, expected,
-                                          desired);
+    result =
+        store_util::compare_set_rule(it == data_.end() ? nullptr : &it->second, expected, desired);
     if (result.store) data_[key] = desired;
   }
   if (result.store) changed_.notify_all();
@@ -105,8 +105,8 @@ void HashStore::multi_set(const std::vector<std::string>& keys,
 }
 
 void HashStore::wait_locked(std::unique_lock<std::mutex>& lock,
-                            const std::vector<std::string>& keys,
-                            std::chrono::milliseconds timeout, const char* operation) {
+                            const std::vector<std::string>& keys, std::chrono::milliseconds timeout,
+                            const char* operation) {
   auto all_present = [&] {
     for (const auto& key : keys) {
       if (data_.find(key) == data_.end()) return false;
@@ -123,8 +123,7 @@ void HashStore::wait_locked(std::unique_lock<std::mutex>& lock,
       if (data_.find(key) == data_.end()) missing.push_back(key);
     }
     throw TimeoutError(fmt::format("HashStore {}: timed out after {} ms waiting for keys {}",
-                                   operation, timeout.count(),
-                                   store_util::quote_keys(missing)));
+                                   operation, timeout.count(), store_util::quote_keys(missing)));
   }
 }
 

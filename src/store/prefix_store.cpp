@@ -28,9 +28,7 @@ void PrefixStore::set(const std::string& k, const std::vector<uint8_t>& value) {
 
 std::vector<uint8_t> PrefixStore::get(const std::string& k) { return store_->get(key(k)); }
 
-int64_t PrefixStore::add(const std::string& k, int64_t delta) {
-  return store_->add(key(k), delta);
-}
+int64_t PrefixStore::add(const std::string& k, int64_t delta) { return store_->add(key(k), delta); }
 
 std::vector<uint8_t> PrefixStore::compare_set(const std::string& k,
                                               const std::vector<uint8_t>& expected,

@@ -16,8 +16,8 @@ std::vector<std::vector<uint8_t>> Store::multi_get(const std::vector<std::string
 void Store::multi_set(const std::vector<std::string>& keys,
                       const std::vector<std::vector<uint8_t>>& values) {
   if (keys.size() != values.size()) {
-    throw InvalidArgument(fmt::format("multi_set: {} keys but {} values", keys.size(),
-                                      values.size()));
+    throw InvalidArgument(
+        fmt::format("multi_set: {} keys but {} values", keys.size(), values.size()));
   }
   for (size_t i = 0; i < keys.size(); ++i) set(keys[i], values[i]);
 }

@@ -14,9 +14,9 @@ int64_t parse_counter(const std::string& key, const std::vector<uint8_t>& value)
   const char* end = begin + value.size();
   auto [ptr, ec] = std::from_chars(begin, end, result);
   if (value.empty() || ec != std::errc() || ptr != end) {
-    throw InvalidArgument(fmt::format(
-        "add: key {} holds a value that is not a decimal integer ({} bytes)", quote_key(key),
-        value.size()));
+    throw InvalidArgument(
+        fmt::format("add: key {} holds a value that is not a decimal integer ({} bytes)",
+                    quote_key(key), value.size()));
   }
   return result;
 }
@@ -37,8 +37,10 @@ std::string quote_key(const std::string& key) {
       out += fmt::format("\\x{:02x}", c);
     }
   }
-  if (key.size() > kMaxShown) out += fmt::format("...' ({} bytes)", key.size());
-  else out.push_back('\'');
+  if (key.size() > kMaxShown)
+    out += fmt::format("...' ({} bytes)", key.size());
+  else
+    out.push_back('\'');
   return out;
 }
 

@@ -21,7 +21,7 @@ std::string quote_keys(const std::vector<std::string>& keys);
 // compare_set's rule (see Store): the value to keep and to return.
 // `current` is null when the key is missing.
 struct CompareSetResult {
-  bool store;                    // whether to write `desired`
+  bool store;                     // whether to write `desired`
   std::vector<uint8_t> returned;  // what compare_set returns
 };
 CompareSetResult compare_set_rule(const std::vector<uint8_t>* current,

@@ -21,11 +21,11 @@ using namespace std::chrono_literals;
 
 std::shared_ptr<ProcessGroup> make_gloo_group(const RankContext& ctx,
                                               std::chrono::milliseconds timeout = 60s) {
-  auto store = std::make_shared<TCPStore>(
-      "127.0.0.1", TCPStoreOptions{.port = ctx.port,
-                                   .is_server = ctx.rank == 0,
-                                   .num_workers = ctx.world_size,
-                                   .timeout = 60s});
+  auto store =
+      std::make_shared<TCPStore>("127.0.0.1", TCPStoreOptions{.port = ctx.port,
+                                                              .is_server = ctx.rank == 0,
+                                                              .num_workers = ctx.world_size,
+                                                              .timeout = 60s});
   return std::make_shared<ProcessGroup>(
       store, ctx.rank, ctx.world_size,
       ProcessGroup::Options{.backend = "gloo", .timeout = timeout});
@@ -60,22 +60,22 @@ class GlooSuite : public ::testing::TestWithParam<std::tuple<Family, int>> {};
 
 TEST_P(GlooSuite, MatchesTheReference) {
   const auto [family, world] = GetParam();
-  run_ranks(
-      world,
-      [check = family.check](const RankContext& ctx) {
-        auto pg = make_gloo_group(ctx);
-        check(*pg);
-        finish(*pg);
-      },
-      {.deadline = 240s});
+  run_ranks(world,
+            [check = family.check](const RankContext& ctx) {
+              auto pg = make_gloo_group(ctx);
+              check(*pg);
+              finish(*pg);
+            },
+            {.deadline = 240s});
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Gloo, GlooSuite, ::testing::Combine(::testing::ValuesIn(kFamilies), ::testing::Values(1, 2, 3, 4)),
-    [](const auto& info) {
-      return std::string(std::get<0>(info.param).name) + "_" +
-             std::to_string(std::get<1>(info.param)) + "ranks";
-    });
+INSTANTIATE_TEST_SUITE_P(Gloo, GlooSuite,
+                         ::testing::Combine(::testing::ValuesIn(kFamilies),
+                                            ::testing::Values(1, 2, 3, 4)),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param).name) + "_" +
+                                  std::to_string(std::get<1>(info.param)) + "ranks";
+                         });
 
 TEST(GlooAlgorithms, RingAndBcubeAgreeWithTheReference) {
   for (const char* algorithm : {"ring", "bcube"}) {

@@ -1,5 +1,7 @@
 // init_process_group over its three init methods, its errors, and
 // new_group on 4 real processes.
+#include "tutti/init.hpp"
+
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -8,7 +10,6 @@
 #include "collectives/reference.hpp"
 #include "harness/multiproc.hpp"
 #include "tutti/errors.hpp"
-#include "tutti/init.hpp"
 
 namespace tutti::testing {
 namespace {
@@ -22,17 +23,17 @@ void expect_allreduce_works(ProcessGroup& pg) {
   EXPECT_EQ(compare_reduced(t[0], ReduceOp::SUM, pg.size()), "") << pg.describe();
 }
 
-#define EXPECT_INVALID_MENTIONING(statement, ...)                                   \
-  do {                                                                              \
-    try {                                                                           \
-      statement;                                                                    \
-      ADD_FAILURE() << "expected InvalidArgument from " #statement;                 \
-    } catch (const InvalidArgument& e) {                                            \
-      for (const char* fragment : {__VA_ARGS__}) {                                  \
-        EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)          \
-            << "'" << e.what() << "' lacks '" << fragment << "'";                   \
-      }                                                                             \
-    }                                                                               \
+#define EXPECT_INVALID_MENTIONING(statement, ...)                          \
+  do {                                                                     \
+    try {                                                                  \
+      statement;                                                           \
+      ADD_FAILURE() << "expected InvalidArgument from " #statement;        \
+    } catch (const InvalidArgument& e) {                                   \
+      for (const char* fragment : {__VA_ARGS__}) {                         \
+        EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) \
+            << "'" << e.what() << "' lacks '" << fragment << "'";          \
+      }                                                                    \
+    }                                                                      \
   } while (0)
 
 TEST(InitProcessGroup, EnvMethodReadsTheTorchrunVariables) {
@@ -112,58 +113,57 @@ TEST(InitProcessGroup, AutoPicksGloo) { EXPECT_EQ(resolve_auto_backend(), "gloo"
 
 // Every rank calls new_group for every shape, in the same order.
 TEST(NewGroup, EveryShapeOnFourRanks) {
-  run_ranks(
-      4,
-      [](const RankContext& ctx) {
-        auto world = init_process_group({.init_method = "tcp://127.0.0.1:" +
-                                                        std::to_string(ctx.port),
-                                         .rank = ctx.rank,
-                                         .world_size = 4,
-                                         .timeout = 60s});
-        const std::vector<std::vector<int>> shapes = {
-            {0, 1}, {2, 3}, {3, 1}, {0, 2, 3}, {1}, {3, 2, 1, 0}};
-        std::vector<std::shared_ptr<ProcessGroup>> groups;
-        for (const auto& ranks : shapes) {
-          auto g = world->new_group(ranks);
-          const auto it = std::find(ranks.begin(), ranks.end(), ctx.rank);
-          if (it == ranks.end()) {
-            EXPECT_EQ(g, nullptr);
-          } else {
-            ASSERT_NE(g, nullptr);
-            EXPECT_EQ(g->rank(), it - ranks.begin());  // the order of `ranks` sets the rank
-            EXPECT_EQ(g->size(), static_cast<int>(ranks.size()));
-          }
-          groups.push_back(g);
-        }
-        // Disjoint subgroups {0,1} and {2,3} run collectives at the same time.
-        auto& pair = ctx.rank < 2 ? groups[0] : groups[1];
-        for (int i = 0; i < 20; ++i) expect_allreduce_works(*pair);
-        // Each member group works, interleaved with the parent.
-        for (auto& g : groups) {
-          if (g) expect_allreduce_works(*g);
-          expect_allreduce_works(*world);
-        }
-        // Nested: a subgroup of {3,2,1,0} made of its ranks 0 and 2 (world 3 and 1).
-        auto nested = groups[5]->new_group({0, 2});
-        if (ctx.rank == 3 || ctx.rank == 1) {
-          ASSERT_NE(nested, nullptr);
-          expect_allreduce_works(*nested);
-        } else {
-          EXPECT_EQ(nested, nullptr);
-        }
-        // The parent and a subgroup used from two threads at once.
-        if (groups[3]) {
-          std::thread side([&] {
-            for (int i = 0; i < 10; ++i) expect_allreduce_works(*groups[3]);
-          });
-          for (int i = 0; i < 10; ++i) expect_allreduce_works(*world);
-          side.join();
-        } else {
-          for (int i = 0; i < 10; ++i) expect_allreduce_works(*world);
-        }
-        world->barrier()->wait();
-      },
-      {.deadline = 180s});
+  run_ranks(4,
+            [](const RankContext& ctx) {
+              auto world =
+                  init_process_group({.init_method = "tcp://127.0.0.1:" + std::to_string(ctx.port),
+                                      .rank = ctx.rank,
+                                      .world_size = 4,
+                                      .timeout = 60s});
+              const std::vector<std::vector<int>> shapes = {{0, 1},    {2, 3}, {3, 1},
+                                                            {0, 2, 3}, {1},    {3, 2, 1, 0}};
+              std::vector<std::shared_ptr<ProcessGroup>> groups;
+              for (const auto& ranks : shapes) {
+                auto g = world->new_group(ranks);
+                const auto it = std::find(ranks.begin(), ranks.end(), ctx.rank);
+                if (it == ranks.end()) {
+                  EXPECT_EQ(g, nullptr);
+                } else {
+                  ASSERT_NE(g, nullptr);
+                  EXPECT_EQ(g->rank(), it - ranks.begin());  // the order of `ranks` sets the rank
+                  EXPECT_EQ(g->size(), static_cast<int>(ranks.size()));
+                }
+                groups.push_back(g);
+              }
+              // Disjoint subgroups {0,1} and {2,3} run collectives at the same time.
+              auto& pair = ctx.rank < 2 ? groups[0] : groups[1];
+              for (int i = 0; i < 20; ++i) expect_allreduce_works(*pair);
+              // Each member group works, interleaved with the parent.
+              for (auto& g : groups) {
+                if (g) expect_allreduce_works(*g);
+                expect_allreduce_works(*world);
+              }
+              // Nested: a subgroup of {3,2,1,0} made of its ranks 0 and 2 (world 3 and 1).
+              auto nested = groups[5]->new_group({0, 2});
+              if (ctx.rank == 3 || ctx.rank == 1) {
+                ASSERT_NE(nested, nullptr);
+                expect_allreduce_works(*nested);
+              } else {
+                EXPECT_EQ(nested, nullptr);
+              }
+              // The parent and a subgroup used from two threads at once.
+              if (groups[3]) {
+                std::thread side([&] {
+                  for (int i = 0; i < 10; ++i) expect_allreduce_works(*groups[3]);
+                });
+                for (int i = 0; i < 10; ++i) expect_allreduce_works(*world);
+                side.join();
+              } else {
+                for (int i = 0; i < 10; ++i) expect_allreduce_works(*world);
+              }
+              world->barrier()->wait();
+            },
+            {.deadline = 180s});
 }
 
 }  // namespace

@@ -27,13 +27,13 @@ uint16_t round_to_fp16(double v) {
   double a = std::fabs(v);
   if (std::isnan(v)) return 0x7e00;
   if (a >= 65520.0) return sign | 0x7c00;  // rounds to infinity
-  if (a < std::ldexp(1.0, -14)) {           // subnormal: multiples of 2^-24
+  if (a < std::ldexp(1.0, -14)) {          // subnormal: multiples of 2^-24
     double q = a / std::ldexp(1.0, -24);
     double r = std::nearbyint(q);  // default rounding mode: ties to even
     return sign | static_cast<uint16_t>(r);
   }
   int e;
-  double m = std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
+  double m = std::frexp(a, &e);                // a = m * 2^e, m in [0.5, 1)
   double scaled = std::nearbyint(m * 2048.0);  // 11 significant bits
   if (scaled >= 2048.0) {
     scaled /= 2.0;
@@ -251,14 +251,14 @@ std::string compare(const Tensor& t, int64_t offset, Expected&& expected, const 
 }  // namespace
 
 std::string compare_reduced(const Tensor& t, ReduceOp op, int size, int64_t offset) {
-  return compare(t, offset, [&](int64_t i) { return expected_bits(t.dtype(), op, size, i); },
-                 "reduced:");
+  return compare(
+      t, offset, [&](int64_t i) { return expected_bits(t.dtype(), op, size, i); }, "reduced:");
 }
 
 std::string compare_input(const Tensor& t, ReduceOp op, int rank, int64_t offset) {
-  return compare(t, offset,
-                 [&](int64_t i) { return bits_of(t.dtype(), input_value(t.dtype(), op, rank, i)); },
-                 fmt::format("rank {}'s data:", rank));
+  return compare(
+      t, offset, [&](int64_t i) { return bits_of(t.dtype(), input_value(t.dtype(), op, rank, i)); },
+      fmt::format("rank {}'s data:", rank));
 }
 
 }  // namespace tutti::testing

@@ -74,8 +74,8 @@ void check_broadcast(ProcessGroup& pg) {
         pg.broadcast(tensors, {.root_rank = root, .root_tensor = 1})->wait();
         for (const auto& t : tensors) {
           std::string diff = compare_data(t, root);
-          ASSERT_TRUE(diff.empty()) << where(pg, "broadcast", dtype, {}, count) << " root "
-                                    << root << ": " << diff;
+          ASSERT_TRUE(diff.empty())
+              << where(pg, "broadcast", dtype, {}, count) << " root " << root << ": " << diff;
         }
       }
     }
@@ -130,8 +130,8 @@ void check_reduce(ProcessGroup& pg) {
           pg.reduce(tensors, {.reduce_op = op, .root_rank = root})->wait();
           if (pg.rank() != root) continue;
           std::string diff = compare_reduced(tensors[0], op, pg.size());
-          ASSERT_TRUE(diff.empty()) << where(pg, "reduce", dtype, op, count) << " root " << root
-                                    << ": " << diff;
+          ASSERT_TRUE(diff.empty())
+              << where(pg, "reduce", dtype, op, count) << " root " << root << ": " << diff;
         }
       }
     }

@@ -1,9 +1,9 @@
+#include "tutti/dlpack.hpp"
+
 #include <dlpack/dlpack.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
-
-#include "tutti/dlpack.hpp"
 
 namespace tutti {
 namespace {

@@ -13,7 +13,8 @@ namespace tutti::testing {
 
 class RecordedWork : public Work {
  public:
-  RecordedWork(OpType op, std::vector<Tensor> outputs) : Work(op, to_string(op), std::move(outputs)) {
+  RecordedWork(OpType op, std::vector<Tensor> outputs)
+      : Work(op, to_string(op), std::move(outputs)) {
     finish();
   }
 };
@@ -63,8 +64,7 @@ class FakeBackend : public Backend {
                                               const AllgatherOptions&) override {
     return record(OpType::ALLGATHER_INTO_TENSOR, {out});
   }
-  std::shared_ptr<Work> allgather_coalesced(std::vector<std::vector<Tensor>>&,
-                                            std::vector<Tensor>&,
+  std::shared_ptr<Work> allgather_coalesced(std::vector<std::vector<Tensor>>&, std::vector<Tensor>&,
                                             const AllgatherOptions&) override {
     return record(OpType::ALLGATHER_COALESCED);
   }
@@ -81,8 +81,7 @@ class FakeBackend : public Backend {
                                 const ScatterOptions&) override {
     return record(OpType::SCATTER, out);
   }
-  std::shared_ptr<Work> reduce_scatter(std::vector<Tensor>& out,
-                                       std::vector<std::vector<Tensor>>&,
+  std::shared_ptr<Work> reduce_scatter(std::vector<Tensor>& out, std::vector<std::vector<Tensor>>&,
                                        const ReduceScatterOptions&) override {
     return record(OpType::REDUCE_SCATTER, out);
   }
@@ -112,9 +111,7 @@ class FakeBackend : public Backend {
   std::shared_ptr<Work> recv_anysource(std::vector<Tensor>& t, int) override {
     return record(OpType::RECV_ANYSOURCE, t);
   }
-  std::shared_ptr<Work> barrier(const BarrierOptions&) override {
-    return record(OpType::BARRIER);
-  }
+  std::shared_ptr<Work> barrier(const BarrierOptions&) override { return record(OpType::BARRIER); }
   void monitored_barrier(const BarrierOptions&, bool) override {
     calls.push_back(OpType::MONITORED_BARRIER);
   }

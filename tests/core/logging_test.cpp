@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include "core/logging.hpp"
+
+#include <gtest/gtest.h>
 
 namespace tutti {
 namespace {

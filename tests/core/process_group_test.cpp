@@ -1,12 +1,13 @@
 // ProcessGroup front end: routing by device, sequence numbers, argument checks
 // before any backend call, capability errors, the registry and new_group.
+#include "tutti/process_group.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
 
 #include "core/fake_backend.hpp"
 #include "tutti/hash_store.hpp"
-#include "tutti/process_group.hpp"
 
 namespace tutti {
 namespace {
@@ -26,17 +27,17 @@ Tensor cuda_tensor(std::vector<int64_t> sizes, std::vector<float>& storage) {
 
 // Matches when `statement` throws InvalidArgument whose message contains
 // every given fragment.
-#define EXPECT_INVALID(statement, ...)                                            \
-  do {                                                                            \
-    try {                                                                         \
-      statement;                                                                  \
-      ADD_FAILURE() << "expected InvalidArgument from " #statement;               \
-    } catch (const InvalidArgument& e) {                                          \
-      for (const char* fragment : {__VA_ARGS__}) {                                \
-        EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)        \
-            << "message '" << e.what() << "' lacks '" << fragment << "'";         \
-      }                                                                           \
-    }                                                                             \
+#define EXPECT_INVALID(statement, ...)                                     \
+  do {                                                                     \
+    try {                                                                  \
+      statement;                                                           \
+      ADD_FAILURE() << "expected InvalidArgument from " #statement;        \
+    } catch (const InvalidArgument& e) {                                   \
+      for (const char* fragment : {__VA_ARGS__}) {                         \
+        EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) \
+            << "message '" << e.what() << "' lacks '" << fragment << "'";  \
+      }                                                                    \
+    }                                                                      \
   } while (0)
 
 class ProcessGroupTest : public ::testing::Test {
@@ -167,8 +168,7 @@ TEST_F(ProcessGroupTest, BroadcastAndReduceChecks) {
 
 TEST_F(ProcessGroupTest, ReduceOpMustFitTheDtype) {
   std::vector<Tensor> f = {cpu_tensor({4})};
-  EXPECT_INVALID(pg->allreduce(f, {.reduce_op = ReduceOp::BAND}), "band", "float32",
-                 "bitwise");
+  EXPECT_INVALID(pg->allreduce(f, {.reduce_op = ReduceOp::BAND}), "band", "float32", "bitwise");
   std::vector<Tensor> b = {cpu_tensor({4}, DType::Bool)};
   EXPECT_INVALID(pg->allreduce(b, {.reduce_op = ReduceOp::AVG}), "avg", "bool");
   Tensor h_out = cpu_tensor({4}, DType::BFloat16);
@@ -212,8 +212,8 @@ TEST_F(ProcessGroupTest, AllgatherChecks) {
   pg->allgather_into_tensor(right, in[0]);
 
   std::vector<Tensor> ins = {cpu_tensor({2}), cpu_tensor({5}, DType::Int64)};
-  std::vector<std::vector<Tensor>> lists(4, std::vector<Tensor>{cpu_tensor({2}),
-                                                                cpu_tensor({5}, DType::Int64)});
+  std::vector<std::vector<Tensor>> lists(
+      4, std::vector<Tensor>{cpu_tensor({2}), cpu_tensor({5}, DType::Int64)});
   pg->allgather_coalesced(lists, ins);
   lists[2][1] = cpu_tensor({5});
   EXPECT_INVALID(pg->allgather_coalesced(lists, ins), "output_lists[2][1] is float32[5]");
@@ -317,9 +317,10 @@ TEST_F(ProcessGroupTest, UnsupportedOptionalOpNamesBackendsThatSupportIt) {
   static bool registered = [] {
     register_backend({.name = "pg_test_full",
                       .devices = {DeviceType::CPU},
-                      .factory = [](const BackendConfig& c) {
-                        return std::make_shared<FakeBackend>(c.rank, c.size, "pg_test_full");
-                      },
+                      .factory =
+                          [](const BackendConfig& c) {
+                            return std::make_shared<FakeBackend>(c.rank, c.size, "pg_test_full");
+                          },
                       .optional_ops = {OpType::ALLREDUCE_COALESCED}});
     return true;
   }();
@@ -327,7 +328,8 @@ TEST_F(ProcessGroupTest, UnsupportedOptionalOpNamesBackendsThatSupportIt) {
   auto minimal = std::make_shared<FakeBackend>(1, 4, "minimal", /*all_optional=*/false);
   pg->set_backend(DeviceType::CPU, minimal);
   std::vector<Tensor> t = {cpu_tensor({2})};
-  EXPECT_INVALID(pg->allreduce_coalesced(t), "the minimal backend does not support allreduce_coalesced",
+  EXPECT_INVALID(pg->allreduce_coalesced(t),
+                 "the minimal backend does not support allreduce_coalesced",
                  "backends that do: ", "pg_test_full");
   EXPECT_INVALID(pg->monitored_barrier(), "does not support monitored_barrier");
   EXPECT_EQ(pg->sequence_number(), 0u);
@@ -370,11 +372,10 @@ struct Configured : FakeBackend {
 
 void register_configured_backend() {
   static bool once = [] {
-    register_backend({.name = "pg_test_configured",
-                      .devices = {DeviceType::CPU, DeviceType::CUDA},
-                      .factory = [](const BackendConfig& c) {
-                        return std::make_shared<Configured>(c);
-                      }});
+    register_backend(
+        {.name = "pg_test_configured",
+         .devices = {DeviceType::CPU, DeviceType::CUDA},
+         .factory = [](const BackendConfig& c) { return std::make_shared<Configured>(c); }});
     return true;
   }();
   (void)once;
@@ -398,10 +399,9 @@ TEST(BackendRegistry, RegisterFindAndRejectDuplicates) {
 TEST(BackendRegistry, GroupBuildsItsBackendsFromTheRegistry) {
   register_configured_backend();
   auto store = std::make_shared<HashStore>();
-  ProcessGroup pg(store, 2, 3,
-                  {.backend = "pg_test_configured",
-                   .timeout = std::chrono::seconds(7),
-                   .group_name = "g"});
+  ProcessGroup pg(
+      store, 2, 3,
+      {.backend = "pg_test_configured", .timeout = std::chrono::seconds(7), .group_name = "g"});
   auto cpu = std::dynamic_pointer_cast<Configured>(pg.get_backend(DeviceType::CPU));
   ASSERT_NE(cpu, nullptr);
   // One instance serves both device types it registered for.

@@ -19,8 +19,8 @@ Tensor float_tensor(std::vector<int64_t> sizes, std::vector<float> values) {
 
 TEST(SparseTensor, ShapeQueries) {
   // 3x4 matrix with dense rows of 2: sizes [3, 4, 2].
-  SparseTensor s(int64_tensor({2, 3}, {0, 2, 1, 3, 0, 1}),
-                 float_tensor({3, 2}, {1, 2, 3, 4, 5, 6}), {3, 4, 2});
+  SparseTensor s(int64_tensor({2, 3}, {0, 2, 1, 3, 0, 1}), float_tensor({3, 2}, {1, 2, 3, 4, 5, 6}),
+                 {3, 4, 2});
   EXPECT_EQ(s.nnz(), 3);
   EXPECT_EQ(s.sparse_dim(), 2);
   EXPECT_EQ(s.dense_dim(), 1);
@@ -30,8 +30,8 @@ TEST(SparseTensor, ShapeQueries) {
 
 TEST(SparseTensor, CoalesceSortsAndSumsDuplicates) {
   // Entries (2,1)=1, (0,3)=2, (2,1)=3, (0,0)=4.
-  SparseTensor s(int64_tensor({2, 4}, {2, 0, 2, 0, 1, 3, 1, 0}),
-                 float_tensor({4}, {1, 2, 3, 4}), {3, 4});
+  SparseTensor s(int64_tensor({2, 4}, {2, 0, 2, 0, 1, 3, 1, 0}), float_tensor({4}, {1, 2, 3, 4}),
+                 {3, 4});
   SparseTensor c = s.coalesce();
   EXPECT_TRUE(c.is_coalesced());
   ASSERT_EQ(c.nnz(), 3);
@@ -43,15 +43,13 @@ TEST(SparseTensor, CoalesceSortsAndSumsDuplicates) {
 }
 
 TEST(SparseTensor, ToDenseSumsDuplicatesWithDenseDims) {
-  SparseTensor s(int64_tensor({1, 3}, {1, 0, 1}), float_tensor({3, 2}, {1, 2, 3, 4, 5, 6}),
-                 {2, 2});
+  SparseTensor s(int64_tensor({1, 3}, {1, 0, 1}), float_tensor({3, 2}, {1, 2, 3, 4, 5, 6}), {2, 2});
   Tensor d = s.to_dense();
   EXPECT_TRUE(d.equal(float_tensor({2, 2}, {3, 4, 6, 8})));
 }
 
 TEST(SparseTensor, EmptyAndIntegerValues) {
-  SparseTensor empty(Tensor::empty({1, 0}, DType::Int64), Tensor::empty({0}, DType::Float32),
-                     {5});
+  SparseTensor empty(Tensor::empty({1, 0}, DType::Int64), Tensor::empty({0}, DType::Float32), {5});
   EXPECT_EQ(empty.coalesce().nnz(), 0);
   EXPECT_TRUE(empty.to_dense().equal(Tensor::zeros({5}, DType::Float32)));
   Tensor values = Tensor::empty({2}, DType::Int8);

@@ -1,9 +1,9 @@
+#include "tutti/tensor.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <numeric>
-
-#include "tutti/tensor.hpp"
 
 namespace tutti {
 namespace {

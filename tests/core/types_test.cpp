@@ -1,15 +1,16 @@
+#include "tutti/types.hpp"
+
 #include <gtest/gtest.h>
 
 #include "tutti/errors.hpp"
-#include "tutti/types.hpp"
 
 namespace tutti {
 namespace {
 
 TEST(DType, ItemsizeAndNamesRoundTrip) {
   const std::pair<DType, size_t> expected[] = {
-      {DType::Bool, 1},    {DType::UInt8, 1},    {DType::Int8, 1},     {DType::Int16, 2},
-      {DType::Int32, 4},   {DType::Int64, 8},    {DType::Float16, 2},  {DType::BFloat16, 2},
+      {DType::Bool, 1},    {DType::UInt8, 1},  {DType::Int8, 1},    {DType::Int16, 2},
+      {DType::Int32, 4},   {DType::Int64, 8},  {DType::Float16, 2}, {DType::BFloat16, 2},
       {DType::Float32, 4}, {DType::Float64, 8}};
   for (auto [dtype, size] : expected) {
     EXPECT_EQ(itemsize(dtype), size) << to_string(dtype);

@@ -1,9 +1,9 @@
+#include "tutti/work.hpp"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <thread>
-
-#include "tutti/work.hpp"
 
 namespace tutti {
 namespace {

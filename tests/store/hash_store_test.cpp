@@ -1,9 +1,9 @@
 // HashStore and PrefixStore against the shared store suite, and what is
 // particular to PrefixStore.
-#include "store/store_suite.hpp"
-
-#include "tutti/errors.hpp"
 #include "tutti/hash_store.hpp"
+
+#include "store/store_suite.hpp"
+#include "tutti/errors.hpp"
 #include "tutti/prefix_store.hpp"
 
 namespace tutti::testing {
@@ -14,13 +14,12 @@ Bytes bytes(const std::string& s) { return Bytes(s.begin(), s.end()); }
 
 INSTANTIATE_TEST_SUITE_P(
     InProcess, StoreTest,
-    ::testing::Values(
-        StoreFactory{"HashStore", [] { return std::make_shared<HashStore>(); }},
-        StoreFactory{"PrefixStore",
-                     [] {
-                       return std::make_shared<PrefixStore>("p",
-                                                            std::make_shared<HashStore>());
-                     }}),
+    ::testing::Values(StoreFactory{"HashStore", [] { return std::make_shared<HashStore>(); }},
+                      StoreFactory{"PrefixStore",
+                                   [] {
+                                     return std::make_shared<PrefixStore>(
+                                         "p", std::make_shared<HashStore>());
+                                   }}),
     StoreFactoryName);
 TEST(PrefixStore, NamespacesKeys) {
   auto base = std::make_shared<HashStore>();

@@ -20,10 +20,10 @@ class BadInputTest : public ::testing::Test {
  protected:
   void SetUp() override {
     server = std::make_shared<TCPStore>(
-        "127.0.0.1", TCPStoreOptions{.port = 0, .is_server = true, .timeout = 10s,
-                                     .max_value_bytes = 1 << 20});
-    client = std::make_shared<TCPStore>(
-        "127.0.0.1", TCPStoreOptions{.port = server->port(), .timeout = 10s});
+        "127.0.0.1",
+        TCPStoreOptions{.port = 0, .is_server = true, .timeout = 10s, .max_value_bytes = 1 << 20});
+    client = std::make_shared<TCPStore>("127.0.0.1",
+                                        TCPStoreOptions{.port = server->port(), .timeout = 10s});
   }
 
   net::Fd raw() {
@@ -145,15 +145,14 @@ TEST_F(BadInputTest, WrongMagicAndWrongVersion) {
 TEST_F(BadInputTest, OversizedValueIsRefusedWithAReason) {
   // The client's own check.
   std::vector<uint8_t> big((1 << 20) + 1, 7);
-  EXPECT_THROW(std::make_shared<TCPStore>("127.0.0.1",
-                                          TCPStoreOptions{.port = server->port(),
-                                                          .max_value_bytes = 1 << 20})
+  EXPECT_THROW(std::make_shared<TCPStore>(
+                   "127.0.0.1", TCPStoreOptions{.port = server->port(), .max_value_bytes = 1 << 20})
                    ->set("big", big),
                InvalidArgument);
   // A client with a larger limit than the server: the server refuses the
   // request, says why, and keeps the connection.
-  TCPStore generous("127.0.0.1", TCPStoreOptions{.port = server->port(),
-                                                 .max_value_bytes = size_t{8} << 20});
+  TCPStore generous("127.0.0.1",
+                    TCPStoreOptions{.port = server->port(), .max_value_bytes = size_t{8} << 20});
   try {
     generous.set("big", big);
     FAIL() << "expected InvalidArgument";

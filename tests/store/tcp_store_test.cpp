@@ -1,6 +1,8 @@
 // TCPStore: the shared store suite over a server and over a separate client,
 // plus what only a network store has: ports, workers, tokens, lost servers,
 // thousands of waiting clients, and many processes on one counter.
+#include "tutti/tcp_store.hpp"
+
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -11,7 +13,6 @@
 #include "store/tcp/protocol.hpp"
 #include "store/tcp/socket.hpp"
 #include "tutti/errors.hpp"
-#include "tutti/tcp_store.hpp"
 
 namespace tutti::testing {
 namespace {
@@ -42,10 +43,9 @@ class ClientWithServer : public TCPStore {
 INSTANTIATE_TEST_SUITE_P(
     TCP, StoreTest,
     ::testing::Values(StoreFactory{"TCPStoreServer", [] { return make_server(); }},
-                      StoreFactory{"TCPStoreClient",
-                                   [] {
-                                     return std::make_shared<ClientWithServer>(make_server());
-                                   }}),
+                      StoreFactory{
+                          "TCPStoreClient",
+                          [] { return std::make_shared<ClientWithServer>(make_server()); }}),
     StoreFactoryName);
 
 TEST(TCPStore, PortZeroPicksAFreePort) {
@@ -68,8 +68,8 @@ TEST(TCPStore, ServerWaitsForItsWorkers) {
   std::shared_ptr<TCPStore> server;
   std::thread host([&] {
     server = std::make_shared<TCPStore>(
-        "127.0.0.1", TCPStoreOptions{.port = port, .is_server = true, .num_workers = 3,
-                                     .timeout = 20s});
+        "127.0.0.1",
+        TCPStoreOptions{.port = port, .is_server = true, .num_workers = 3, .timeout = 20s});
   });
   std::this_thread::sleep_for(100ms);
   auto c1 = make_client(port, {.num_workers = 3, .timeout = 20s});
@@ -203,26 +203,29 @@ TEST(TCPStore, ThousandClientsWaitingAtOnce) {
 
 TEST(TCPStore, SixteenProcessesAddToOneCounter) {
   constexpr int kRanks = 16, kAdds = 1000;
-  run_ranks(kRanks, [](const RankContext& ctx) {
-    TCPStoreOptions opts{.port = ctx.port,
-                         .is_server = ctx.rank == 0,
-                         .num_workers = ctx.world_size,
-                         .timeout = 60s};
-    TCPStore store("127.0.0.1", opts);
-    for (int i = 0; i < kAdds; ++i) store.add("counter", 1);
-    store.add("done", 1);
-    // Everyone waits for everyone, so the server (rank 0) outlives the adds.
-    store.set("finished/" + std::to_string(ctx.rank), std::string("1"));
-    std::vector<std::string> all;
-    for (int r = 0; r < ctx.world_size; ++r) all.push_back("finished/" + std::to_string(r));
-    store.wait(all);
-    EXPECT_EQ(store.add("counter", 0), kRanks * kAdds);
-    store.add("checked", 1);
-    if (ctx.rank == 0) {
-      // Keep serving until every rank has read the counter.
-      while (store.add("checked", 0) < ctx.world_size) std::this_thread::sleep_for(5ms);
-    }
-  }, {.deadline = 120s});
+  run_ranks(kRanks,
+            [](const RankContext& ctx) {
+              TCPStoreOptions opts{.port = ctx.port,
+                                   .is_server = ctx.rank == 0,
+                                   .num_workers = ctx.world_size,
+                                   .timeout = 60s};
+              TCPStore store("127.0.0.1", opts);
+              for (int i = 0; i < kAdds; ++i) store.add("counter", 1);
+              store.add("done", 1);
+              // Everyone waits for everyone, so the server (rank 0) outlives the adds.
+              store.set("finished/" + std::to_string(ctx.rank), std::string("1"));
+              std::vector<std::string> all;
+              for (int r = 0; r < ctx.world_size; ++r)
+                all.push_back("finished/" + std::to_string(r));
+              store.wait(all);
+              EXPECT_EQ(store.add("counter", 0), kRanks * kAdds);
+              store.add("checked", 1);
+              if (ctx.rank == 0) {
+                // Keep serving until every rank has read the counter.
+                while (store.add("checked", 0) < ctx.world_size) std::this_thread::sleep_for(5ms);
+              }
+            },
+            {.deadline = 120s});
 }
 
 }  // namespace

@@ -265,8 +265,9 @@ void expect_sweep(const Section& s, int n) {
     // algbw = size / time, busbw = algbw * factor, within the printed digits:
     // half a unit of algbw's last digit, plus what half a unit of the time's
     // last printed digit (2, 1 or 0 decimals) moves algbw by.
-    const double time_half_unit =
-        row.time_us >= 10000.0 ? 0.5 : row.time_us >= 100.0 ? 0.05 : 0.005;
+    const double time_half_unit = row.time_us >= 10000.0 ? 0.5
+                                  : row.time_us >= 100.0 ? 0.05
+                                                         : 0.005;
     EXPECT_NEAR(row.algbw, static_cast<double>(row.size) / (row.time_us * 1e3),
                 0.006 + row.algbw * time_half_unit / row.time_us);
     EXPECT_NEAR(row.busbw, row.algbw * bus_factor(s.op, n), 0.016);

@@ -15,8 +15,7 @@
 
 namespace tutti::gloo_backend::algorithms {
 
-void broadcast(const OpContext& ctx, std::vector<Tensor>& tensors, int root_rank,
-               int root_tensor);
+void broadcast(const OpContext& ctx, std::vector<Tensor>& tensors, int root_rank, int root_tensor);
 // Reduces all tensors of all ranks into every tensor (multiple local tensors
 // are summed too, as c10d does).
 void allreduce(const OpContext& ctx, std::vector<Tensor>& tensors, ReduceOp op);
@@ -35,8 +34,7 @@ void gather(const OpContext& ctx, std::vector<std::vector<Tensor>>& outputs,
 void scatter(const OpContext& ctx, std::vector<Tensor>& outputs,
              std::vector<std::vector<Tensor>>& inputs, int root_rank);
 // Each rank receives only its part, reduced (a ring reduce-scatter).
-void reduce_scatter_tensor(const OpContext& ctx, Tensor& output, const Tensor& input,
-                           ReduceOp op);
+void reduce_scatter_tensor(const OpContext& ctx, Tensor& output, const Tensor& input, ReduceOp op);
 void reduce_scatter(const OpContext& ctx, std::vector<Tensor>& outputs,
                     std::vector<std::vector<Tensor>>& inputs, ReduceOp op);
 void alltoall_base(const OpContext& ctx, Tensor& output, const Tensor& input,

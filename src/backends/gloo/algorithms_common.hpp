@@ -31,8 +31,8 @@ void with_element_type(size_t bytes, Fn&& fn) {
 
 // gloo's reduce function (out = a op b over n elements) for one dtype and
 // ReduceOp, run by tutti's vectorised kernels.
-inline std::function<void(void*, const void*, const void*, size_t)> reduce_function(
-    DType dtype, ReduceOp op) {
+inline std::function<void(void*, const void*, const void*, size_t)> reduce_function(DType dtype,
+                                                                                    ReduceOp op) {
   const ReduceOp::Kind kind = kernels::combine_kind(op);
   return [dtype, kind](void* out, const void* a, const void* b, size_t n) {
     kernels::combine(out, a, b, n, dtype, kind);

@@ -55,8 +55,7 @@ void allgather_bytes(const OpContext& ctx, const void* in, void* out, size_t byt
   ::gloo::allgather(opts);
 }
 
-std::vector<int64_t> bytes_per_rank(const std::vector<int64_t>& splits, const Tensor& t,
-                                    int size) {
+std::vector<int64_t> bytes_per_rank(const std::vector<int64_t>& splits, const Tensor& t, int size) {
   const int64_t rows = t.dim() == 0 ? 1 : t.size(0);
   const int64_t row_bytes = rows == 0 ? 0 : static_cast<int64_t>(t.nbytes()) / rows;
   std::vector<int64_t> bytes(static_cast<size_t>(size));
@@ -68,8 +67,8 @@ std::vector<int64_t> bytes_per_rank(const std::vector<int64_t>& splits, const Te
 }
 
 // gloo alltoallv over byte counts per rank.
-void alltoallv_bytes(const OpContext& ctx, const void* in, std::vector<int64_t> in_bytes,
-                     void* out, std::vector<int64_t> out_bytes) {
+void alltoallv_bytes(const OpContext& ctx, const void* in, std::vector<int64_t> in_bytes, void* out,
+                     std::vector<int64_t> out_bytes) {
   if (ctx.size() == 1) {
     if (in_bytes[0] > 0) std::memmove(out, in, static_cast<size_t>(in_bytes[0]));
     return;

@@ -50,8 +50,7 @@ void allreduce_buffers(const OpContext& ctx, const std::vector<void*>& buffers, 
 
 }  // namespace
 
-void broadcast(const OpContext& ctx, std::vector<Tensor>& tensors, int root_rank,
-               int root_tensor) {
+void broadcast(const OpContext& ctx, std::vector<Tensor>& tensors, int root_rank, int root_tensor) {
   Tensor& source = tensors[static_cast<size_t>(root_tensor)];
   if (source.numel() > 0 && ctx.size() > 1) {
     ::gloo::BroadcastOptions opts(ctx.context);

@@ -21,8 +21,8 @@ AllreduceAlgorithm parse_algorithm(const std::string& name) {
   if (name == "auto") return AllreduceAlgorithm::AUTO;
   if (name == "ring") return AllreduceAlgorithm::RING;
   if (name == "bcube") return AllreduceAlgorithm::BCUBE;
-  throw InvalidArgument(fmt::format(
-      "unknown gloo allreduce algorithm '{}'; expected auto, ring or bcube", name));
+  throw InvalidArgument(
+      fmt::format("unknown gloo allreduce algorithm '{}'; expected auto, ring or bcube", name));
 }
 
 Options Options::from_env(std::chrono::milliseconds timeout) {
@@ -32,8 +32,8 @@ Options Options::from_env(std::chrono::milliseconds timeout) {
     char* end = nullptr;
     long n = std::strtol(threads, &end, 10);
     if (end == threads || *end != '\0' || n < 1 || n > 64) {
-      throw InvalidArgument(fmt::format(
-          "TUTTI_GLOO_THREADS='{}' is not a thread count between 1 and 64", threads));
+      throw InvalidArgument(
+          fmt::format("TUTTI_GLOO_THREADS='{}' is not a thread count between 1 and 64", threads));
     }
     options.threads = static_cast<int>(n);
   }
@@ -68,9 +68,9 @@ std::exception_ptr translate_current_exception(const std::string& what,
   } catch (const ::gloo::IoException& e) {
     const std::string message = e.what();
     if (message.find("imed out") != std::string::npos) {
-      return std::make_exception_ptr(TimeoutError(fmt::format(
-          "{} timed out after {} ms: a peer did not take part in time ({})", what,
-          timeout.count(), message)));
+      return std::make_exception_ptr(TimeoutError(
+          fmt::format("{} timed out after {} ms: a peer did not take part in time ({})", what,
+                      timeout.count(), message)));
     }
     return std::make_exception_ptr(DistNetworkError(fmt::format(
         "{} failed: the connection to a peer broke; that rank may have exited or crashed "
@@ -91,8 +91,8 @@ GlooBackend::GlooBackend(std::shared_ptr<Store> store, int rank, int size, std::
       options_(std::move(options)) {
   if (options_.devices.empty()) options_.devices = default_devices();
   if (options_.threads < 1) {
-    throw InvalidArgument(fmt::format("gloo: threads must be at least 1, got {}",
-                                      options_.threads));
+    throw InvalidArgument(
+        fmt::format("gloo: threads must be at least 1, got {}", options_.threads));
   }
   StoreAdapter adapter(store_);
   for (size_t i = 0; i < options_.devices.size(); ++i) {
@@ -125,8 +125,8 @@ GlooBackend::~GlooBackend() {
   queue_cv_.notify_all();
   for (auto& queued : abandoned) {
     auto& work = queued.work;
-    work->complete(std::make_exception_ptr(DistBackendError(fmt::format(
-        "{} was not started: its process group was destroyed", work->description()))));
+    work->complete(std::make_exception_ptr(DistBackendError(
+        fmt::format("{} was not started: its process group was destroyed", work->description()))));
   }
   {
     std::lock_guard<std::mutex> lock(p2p_mutex_);
@@ -151,8 +151,8 @@ GlooBackend::~GlooBackend() {
 bool GlooBackend::supports(OpType op) const { return op != OpType::UNKNOWN; }
 
 std::string GlooBackend::describe_op(OpType op, uint64_t sequence) const {
-  return fmt::format("{} #{} on group '{}' rank {}/{} (gloo)", to_string(op), sequence,
-                     group_name_, rank(), size());
+  return fmt::format("{} #{} on group '{}' rank {}/{} (gloo)", to_string(op), sequence, group_name_,
+                     rank(), size());
 }
 
 std::shared_ptr<Work> GlooBackend::enqueue(OpType op, std::chrono::milliseconds timeout,

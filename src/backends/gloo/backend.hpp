@@ -98,9 +98,9 @@ class GlooBackend : public Backend {
                                        const ReduceScatterOptions& opts) override;
   std::shared_ptr<Work> reduce_scatter_tensor(Tensor& output, Tensor& input,
                                               const ReduceScatterOptions& opts) override;
-  std::shared_ptr<Work> reduce_scatter_tensor_coalesced(
-      std::vector<Tensor>& outputs, std::vector<Tensor>& inputs,
-      const ReduceScatterOptions& opts) override;
+  std::shared_ptr<Work> reduce_scatter_tensor_coalesced(std::vector<Tensor>& outputs,
+                                                        std::vector<Tensor>& inputs,
+                                                        const ReduceScatterOptions& opts) override;
   std::shared_ptr<Work> alltoall_base(Tensor& output, Tensor& input,
                                       std::vector<int64_t> output_split_sizes,
                                       std::vector<int64_t> input_split_sizes,
@@ -142,9 +142,9 @@ class GlooBackend : public Backend {
 
   std::mutex queue_mutex_;
   std::condition_variable queue_cv_;
-  std::deque<Queued> queue_;  // GUARDED_BY(queue_mutex_)
-  uint64_t next_sequence_ = 0;                   // GUARDED_BY(queue_mutex_)
-  bool stopping_ = false;                        // GUARDED_BY(queue_mutex_)
+  std::deque<Queued> queue_;    // GUARDED_BY(queue_mutex_)
+  uint64_t next_sequence_ = 0;  // GUARDED_BY(queue_mutex_)
+  bool stopping_ = false;       // GUARDED_BY(queue_mutex_)
   std::vector<std::thread> workers_;
   std::atomic<uint64_t> monitored_barriers_{0};
   // Posted sends and receives, failed and cancelled when the group goes away.

@@ -30,8 +30,8 @@ std::vector<std::string> split(const std::string& text) {
   size_t start = 0;
   while (start <= text.size()) {
     size_t comma = text.find(',', start);
-    std::string part = text.substr(start, comma == std::string::npos ? std::string::npos
-                                                                     : comma - start);
+    std::string part =
+        text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     if (!part.empty()) parts.push_back(part);
     if (comma == std::string::npos) break;
     start = comma + 1;
@@ -107,7 +107,7 @@ std::vector<std::string> select_interfaces(const std::string& spec) {
 
 std::vector<std::shared_ptr<::gloo::transport::Device>> default_devices() {
   std::vector<std::shared_ptr<::gloo::transport::Device>> devices;
-  const char* ifname_var = env("TUTTI_SOCKET_IFNAME") ? "TUTTI_SOCKET_IFNAME"
+  const char* ifname_var = env("TUTTI_SOCKET_IFNAME")  ? "TUTTI_SOCKET_IFNAME"
                            : env("GLOO_SOCKET_IFNAME") ? "GLOO_SOCKET_IFNAME"
                                                        : nullptr;
   if (ifname_var != nullptr) {

@@ -47,8 +47,7 @@ std::shared_ptr<Work> GlooBackend::allreduce_coalesced(std::vector<Tensor>& tens
                  });
 }
 
-std::shared_ptr<Work> GlooBackend::reduce(std::vector<Tensor>& tensors,
-                                          const ReduceOptions& opts) {
+std::shared_ptr<Work> GlooBackend::reduce(std::vector<Tensor>& tensors, const ReduceOptions& opts) {
   const ReduceOp op = opts.reduce_op;
   const int root = static_cast<int>(opts.root_rank);
   const int root_tensor = static_cast<int>(opts.root_tensor);
@@ -92,8 +91,9 @@ std::shared_ptr<Work> GlooBackend::allgather_coalesced(
                  });
 }
 
-std::shared_ptr<Work> GlooBackend::allgather_into_tensor_coalesced(
-    std::vector<Tensor>& outputs, std::vector<Tensor>& inputs, const AllgatherOptions& opts) {
+std::shared_ptr<Work> GlooBackend::allgather_into_tensor_coalesced(std::vector<Tensor>& outputs,
+                                                                   std::vector<Tensor>& inputs,
+                                                                   const AllgatherOptions& opts) {
   return enqueue(OpType::ALLGATHER_INTO_TENSOR_COALESCED, opts.timeout, outputs,
                  [outputs, inputs](const OpContext& ctx, GlooWork&) mutable {
                    for (size_t i = 0; i < inputs.size(); ++i) {
@@ -103,8 +103,7 @@ std::shared_ptr<Work> GlooBackend::allgather_into_tensor_coalesced(
 }
 
 std::shared_ptr<Work> GlooBackend::gather(std::vector<std::vector<Tensor>>& outputs,
-                                          std::vector<Tensor>& inputs,
-                                          const GatherOptions& opts) {
+                                          std::vector<Tensor>& inputs, const GatherOptions& opts) {
   const int root = static_cast<int>(opts.root_rank);
   return enqueue(OpType::GATHER, opts.timeout, flatten(outputs),
                  [outputs, inputs, root](const OpContext& ctx, GlooWork&) mutable {
@@ -142,8 +141,7 @@ std::shared_ptr<Work> GlooBackend::reduce_scatter_tensor(Tensor& output, Tensor&
 }
 
 std::shared_ptr<Work> GlooBackend::reduce_scatter_tensor_coalesced(
-    std::vector<Tensor>& outputs, std::vector<Tensor>& inputs,
-    const ReduceScatterOptions& opts) {
+    std::vector<Tensor>& outputs, std::vector<Tensor>& inputs, const ReduceScatterOptions& opts) {
   const ReduceOp op = opts.reduce_op;
   return enqueue(OpType::REDUCE_SCATTER_TENSOR_COALESCED, opts.timeout, outputs,
                  [outputs, inputs, op](const OpContext& ctx, GlooWork&) mutable {
@@ -157,11 +155,12 @@ std::shared_ptr<Work> GlooBackend::alltoall_base(Tensor& output, Tensor& input,
                                                  std::vector<int64_t> output_split_sizes,
                                                  std::vector<int64_t> input_split_sizes,
                                                  const AllToAllOptions& opts) {
-  return enqueue(OpType::ALLTOALL_BASE, opts.timeout, {output},
-                 [output, input, out_splits = std::move(output_split_sizes),
-                  in_splits = std::move(input_split_sizes)](const OpContext& ctx, GlooWork&) mutable {
-                   algorithms::alltoall_base(ctx, output, input, out_splits, in_splits);
-                 });
+  return enqueue(
+      OpType::ALLTOALL_BASE, opts.timeout, {output},
+      [output, input, out_splits = std::move(output_split_sizes),
+       in_splits = std::move(input_split_sizes)](const OpContext& ctx, GlooWork&) mutable {
+        algorithms::alltoall_base(ctx, output, input, out_splits, in_splits);
+      });
 }
 
 std::shared_ptr<Work> GlooBackend::alltoall(std::vector<Tensor>& outputs,

@@ -30,8 +30,8 @@ std::shared_ptr<Work> GlooBackend::post_p2p(OpType op, Tensor tensor, int peer, 
                               to_string(op), peer, tag, group_name_, rank(), size())
                 : fmt::format("{} (tag {}) on group '{}' rank {}/{} (gloo)", to_string(op), tag,
                               group_name_, rank(), size());
-  auto work = std::make_shared<GlooWork>(op, description, std::vector<Tensor>{tensor},
-                                         options_.timeout);
+  auto work =
+      std::make_shared<GlooWork>(op, description, std::vector<Tensor>{tensor}, options_.timeout);
   const bool sending = op == OpType::SEND;
   work->set_cancel([buffer, sending] {
     if (sending) {
@@ -102,8 +102,7 @@ void GlooBackend::monitored_barrier(const BarrierOptions& opts, bool wait_all_ra
                                        group_name_, rank(), size());
   auto& context = contexts_[0];
   auto remaining = [&] {
-    return std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
-                                                                          Clock::now()),
+    return std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()),
                     std::chrono::milliseconds(1));
   };
   if (size() == 1) return;

@@ -89,8 +89,7 @@ class Reader {
     auto len = integer<uint64_t>();
     if (!ok_) return {};
     if (len > limits_.max_value_bytes) {
-      fail(fmt::format("value of {} bytes exceeds the limit of {}", len,
-                       limits_.max_value_bytes));
+      fail(fmt::format("value of {} bytes exceeds the limit of {}", len, limits_.max_value_bytes));
       return {};
     }
     if (!need(len, "value")) return {};
@@ -101,8 +100,8 @@ class Reader {
   uint32_t count() {
     auto n = integer<uint32_t>();
     if (ok_ && n > limits_.max_keys_per_request) {
-      fail(fmt::format("list of {} items exceeds the limit of {}", n,
-                       limits_.max_keys_per_request));
+      fail(
+          fmt::format("list of {} items exceeds the limit of {}", n, limits_.max_keys_per_request));
       return 0;
     }
     return n;
@@ -175,14 +174,13 @@ uint64_t load_u64(const uint8_t* p) {
 }
 
 // Checks the length prefix of a frame at buf; on kOk, *body_len is set.
-ParseResult frame_header(const uint8_t* buf, size_t len, const Limits& limits,
-                         uint64_t* body_len) {
+ParseResult frame_header(const uint8_t* buf, size_t len, const Limits& limits, uint64_t* body_len) {
   if (len < kFrameHeaderBytes) return need_more();
   *body_len = load_u64(buf);
   if (*body_len == 0) return malformed("empty frame");
   if (*body_len > limits.max_frame_bytes()) {
     return malformed(fmt::format("frame length {} exceeds the limit of {} bytes", *body_len,
-                        limits.max_frame_bytes()));
+                                 limits.max_frame_bytes()));
   }
   if (len - kFrameHeaderBytes < *body_len) return need_more();
   return parsed(kFrameHeaderBytes + static_cast<size_t>(*body_len));
@@ -194,18 +192,30 @@ bool valid_op(uint8_t op) { return op >= 1 && op <= static_cast<uint8_t>(Op::PIN
 
 const char* to_string(Op op) {
   switch (op) {
-    case Op::SET: return "set";
-    case Op::GET: return "get";
-    case Op::ADD: return "add";
-    case Op::COMPARE_SET: return "compare_set";
-    case Op::DELETE_KEY: return "delete_key";
-    case Op::CHECK: return "check";
-    case Op::WAIT: return "wait";
-    case Op::NUM_KEYS: return "num_keys";
-    case Op::APPEND: return "append";
-    case Op::MULTI_GET: return "multi_get";
-    case Op::MULTI_SET: return "multi_set";
-    case Op::PING: return "ping";
+    case Op::SET:
+      return "set";
+    case Op::GET:
+      return "get";
+    case Op::ADD:
+      return "add";
+    case Op::COMPARE_SET:
+      return "compare_set";
+    case Op::DELETE_KEY:
+      return "delete_key";
+    case Op::CHECK:
+      return "check";
+    case Op::WAIT:
+      return "wait";
+    case Op::NUM_KEYS:
+      return "num_keys";
+    case Op::APPEND:
+      return "append";
+    case Op::MULTI_GET:
+      return "multi_get";
+    case Op::MULTI_SET:
+      return "multi_set";
+    case Op::PING:
+      return "ping";
   }
   return "unknown";
 }

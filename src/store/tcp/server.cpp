@@ -62,8 +62,8 @@ class Server::Loop {
     epoll_ = net::Fd(::epoll_create1(EPOLL_CLOEXEC));
     wake_ = net::Fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
     if (!epoll_.valid() || !wake_.valid()) {
-      throw DistNetworkError(fmt::format("TCPStore server: cannot create epoll: {}",
-                                         std::strerror(errno)));
+      throw DistNetworkError(
+          fmt::format("TCPStore server: cannot create epoll: {}", std::strerror(errno)));
     }
     watch(listener_.get(), kListenId, EPOLLIN);
     watch(wake_.get(), kWakeId, EPOLLIN);
@@ -197,8 +197,8 @@ class Server::Loop {
       c.in_start += r.consumed;
       if (r.status == ParseStatus::kRejected) {
         ++rejected_;
-        TUTTI_LOG(LogLevel::WARNING, -1, "store", "TCPStore server: rejecting a request from {}: {}",
-                  c.peer, r.reason);
+        TUTTI_LOG(LogLevel::WARNING, -1, "store",
+                  "TCPStore server: rejecting a request from {}: {}", c.peer, r.reason);
         Response refusal;
         refusal.status = Status::INVALID;
         refusal.error = "the store server rejected the request: " + r.reason;
@@ -229,9 +229,10 @@ class Server::Loop {
     std::string message;
     if (version != kVersion) {
       status = HelloStatus::VERSION_MISMATCH;
-      message = fmt::format("the store server speaks protocol version {}, the client {}; use "
-                            "the same tutti release on every host",
-                            kVersion, version);
+      message = fmt::format(
+          "the store server speaks protocol version {}, the client {}; use "
+          "the same tutti release on every host",
+          kVersion, version);
     } else if (!tokens_match(token)) {
       status = HelloStatus::BAD_TOKEN;
       message = token.empty() ? "the store requires a token: set TUTTI_STORE_TOKEN to the "
@@ -427,16 +428,16 @@ class Server::Loop {
 
   int next_timeout_ms() const {
     if (deadlines_.empty()) return -1;
-    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadlines_.begin()->first -
-                                                             Clock::now());
+    auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadlines_.begin()->first - Clock::now());
     return static_cast<int>(std::clamp<int64_t>(left.count(), 0, 1 << 30));
   }
 
   // Sends what is queued; false if the connection failed.
   bool flush(Connection& c, uint64_t id) {
     while (c.out_start < c.out.size()) {
-      ssize_t n = ::send(c.fd.get(), c.out.data() + c.out_start, c.out.size() - c.out_start,
-                         MSG_NOSIGNAL);
+      ssize_t n =
+          ::send(c.fd.get(), c.out.data() + c.out_start, c.out.size() - c.out_start, MSG_NOSIGNAL);
       if (n > 0) {
         c.out_start += static_cast<size_t>(n);
         continue;

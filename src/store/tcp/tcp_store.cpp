@@ -147,8 +147,8 @@ class TCPStore::Client {
     // been coming that fast, so busy servers (many clients, replies queued)
     // do not have their clients burn the CPU they need.
     const auto start = Clock::now();
-    const size_t n = net::recv_blocking(fd_.get(), scratch_.data(), kChunk, deadline,
-                                        server_name_, fast_replies_ ? kSpin : kNoSpin);
+    const size_t n = net::recv_blocking(fd_.get(), scratch_.data(), kChunk, deadline, server_name_,
+                                        fast_replies_ ? kSpin : kNoSpin);
     fast_replies_ = Clock::now() - start < kFastReply;
     in_.insert(in_.end(), scratch_.data(), scratch_.data() + n);
   }
@@ -249,19 +249,17 @@ namespace {
 
 // Runs one request, translating the server's refusals into exceptions.
 template <class Client>
-Response run(Client& client, const Request& q, std::chrono::milliseconds timeout,
-             bool waits) {
+Response run(Client& client, const Request& q, std::chrono::milliseconds timeout, bool waits) {
   const auto connect_deadline = deadline_after(timeout);
-  const auto reply_deadline =
-      waits && timeout > std::chrono::milliseconds::zero() ? connect_deadline + kServerGrace
-                                                           : connect_deadline;
+  const auto reply_deadline = waits && timeout > std::chrono::milliseconds::zero()
+                                  ? connect_deadline + kServerGrace
+                                  : connect_deadline;
   Response a;
   try {
     a = client.call(q, connect_deadline, reply_deadline);
   } catch (const TimeoutError& e) {
     throw TimeoutError(fmt::format("TCPStore {}{}: {}", tcpstore::to_string(q.op),
-                                   q.keys.empty() ? ""
-                                                  : " of " + store_util::quote_keys(q.keys),
+                                   q.keys.empty() ? "" : " of " + store_util::quote_keys(q.keys),
                                    e.what()));
   } catch (const DistNetworkError& e) {
     throw DistNetworkError(fmt::format("TCPStore {}: {}", tcpstore::to_string(q.op), e.what()));
@@ -270,10 +268,9 @@ Response run(Client& client, const Request& q, std::chrono::milliseconds timeout
     case tcpstore::Status::OK:
       return a;
     case tcpstore::Status::TIMEOUT:
-      throw TimeoutError(fmt::format(
-          "TCPStore {}: timed out after {} ms waiting for keys {} at {}",
-          tcpstore::to_string(q.op), timeout.count(), store_util::quote_keys(a.keys),
-          client.server_name()));
+      throw TimeoutError(fmt::format("TCPStore {}: timed out after {} ms waiting for keys {} at {}",
+                                     tcpstore::to_string(q.op), timeout.count(),
+                                     store_util::quote_keys(a.keys), client.server_name()));
     case tcpstore::Status::INVALID:
       throw InvalidArgument(a.error);
     case tcpstore::Status::ERROR:
@@ -288,10 +285,10 @@ Response run(Client& client, const Request& q, std::chrono::milliseconds timeout
 void TCPStore::check_value_size(const char* op, const std::string& key,
                                 const std::vector<uint8_t>& value) const {
   if (value.size() > max_value_bytes_) {
-    throw InvalidArgument(fmt::format(
-        "TCPStore {} of {}: the value has {} bytes, more than the limit of {} "
-        "(TCPStoreOptions::max_value_bytes)",
-        op, store_util::quote_key(key), value.size(), max_value_bytes_));
+    throw InvalidArgument(
+        fmt::format("TCPStore {} of {}: the value has {} bytes, more than the limit of {} "
+                    "(TCPStoreOptions::max_value_bytes)",
+                    op, store_util::quote_key(key), value.size(), max_value_bytes_));
   }
 }
 
@@ -334,13 +331,13 @@ bool TCPStore::delete_key(const std::string& key) {
 
 bool TCPStore::check(const std::vector<std::string>& keys) {
   const auto t = timeout();
-  return with_client([&](Client& c) { return run(c, make(Op::CHECK, keys), t, false).number != 0; });
+  return with_client(
+      [&](Client& c) { return run(c, make(Op::CHECK, keys), t, false).number != 0; });
 }
 
 void TCPStore::wait(const std::vector<std::string>& keys, std::chrono::milliseconds timeout) {
-  with_client([&](Client& c) {
-    return run(c, make(Op::WAIT, keys, {}, timeout.count()), timeout, true);
-  });
+  with_client(
+      [&](Client& c) { return run(c, make(Op::WAIT, keys, {}, timeout.count()), timeout, true); });
 }
 
 int64_t TCPStore::num_keys() {

@@ -1,8 +1,7 @@
 // Uses only the public headers: a tensor, a DLPack round trip, a store and a
 // process group with no backend attached (which must say so).
-#include <tutti/tutti.hpp>
-
 #include <cstdio>
+#include <tutti/tutti.hpp>
 
 int main() {
   tutti::Tensor t = tutti::Tensor::zeros({2, 3}, tutti::DType::Float32);
