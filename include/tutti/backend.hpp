@@ -25,6 +25,8 @@
 
 namespace tutti {
 
+struct BackendConfig;
+
 class Backend {
  public:
   Backend(int rank, int size) : rank_(rank), size_(size) {}
@@ -98,6 +100,16 @@ class Backend {
   // not arrive in time (all of them with wait_all_ranks, else the first).
   virtual void monitored_barrier(const BarrierOptions& opts, bool wait_all_ranks);
 
+  // Subgroups carved out of this backend's own resources (MPI_Comm_create)
+  // rather than built afresh through the registry. When this returns true,
+  // ProcessGroup::new_group calls create_subgroup() on every rank of the
+  // parent group, member or not, in the same order; it returns the member's
+  // backend, nullptr on a non-member. `ranks` are ranks of this group;
+  // config describes the new group (rank -1 on a non-member).
+  virtual bool creates_subgroups() const { return false; }
+  virtual std::shared_ptr<Backend> create_subgroup(const std::vector<int>& ranks,
+                                                   const BackendConfig& config);
+
  protected:
   // For the [optional] operations a backend does not override.
   [[noreturn]] void throw_unsupported(OpType op) const;
@@ -109,7 +121,8 @@ class Backend {
 
 // What a backend factory gets to build one backend instance for one group.
 struct BackendConfig {
-  std::shared_ptr<Store> store;  // already prefixed for this group
+  std::shared_ptr<Store> store;  // already prefixed for this group; may be null
+                                 // for a backend that needs none
   int rank = 0;
   int size = 1;
   std::chrono::milliseconds timeout = kDefaultTimeout;
@@ -130,6 +143,17 @@ struct BackendInfo {
   // Operations it supports beyond the required ones, for error messages that
   // name a backend which does support an operation.
   std::vector<OpType> optional_ops;
+  // Whether its groups need a store (MPI's do not: MPI connects the ranks).
+  bool needs_store = true;
+  // For backends with a launcher of their own (MPI): the rank and size the
+  // launcher gave this process and a store shared by every rank, so that
+  // init_process_group needs no environment variables. Null: none.
+  struct Bootstrap {
+    int rank = 0;
+    int size = 1;
+    std::shared_ptr<Store> store;
+  };
+  std::function<Bootstrap(std::chrono::milliseconds timeout)> bootstrap;
 };
 
 // Adds a backend. Throws InvalidArgument if the name is taken or empty.

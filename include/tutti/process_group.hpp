@@ -105,6 +105,12 @@ class ProcessGroup : public std::enable_shared_from_this<ProcessGroup> {
   std::string describe() const;
 
  private:
+  using BackendSlots = std::array<std::shared_ptr<Backend>, kNumDeviceTypes>;
+  // As the public constructor; slots already filled (by a parent backend's
+  // create_subgroup) are used instead of the registry's factory.
+  ProcessGroup(std::shared_ptr<Store> store, int rank, int size, Options options,
+               BackendSlots prebuilt);
+
   // The backend for `device`, checked to support `op`.
   Backend& route(OpType op, Device device) const;
   // Backend for operations without tensors (barrier): CPU if present.
@@ -119,7 +125,7 @@ class ProcessGroup : public std::enable_shared_from_this<ProcessGroup> {
   std::atomic<uint64_t> subgroups_created_{0};
 
   mutable std::mutex backends_mutex_;
-  std::array<std::shared_ptr<Backend>, kNumDeviceTypes> backends_;  // GUARDED_BY
+  BackendSlots backends_;  // GUARDED_BY(backends_mutex_)
 };
 
 }  // namespace tutti

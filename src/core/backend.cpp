@@ -71,6 +71,10 @@ void Backend::monitored_barrier(const BarrierOptions&, bool) {
   throw_unsupported(OpType::MONITORED_BARRIER);
 }
 
+std::shared_ptr<Backend> Backend::create_subgroup(const std::vector<int>&, const BackendConfig&) {
+  return nullptr;
+}
+
 // ---------------------------------------------------------------- registry
 
 namespace {

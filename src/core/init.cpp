@@ -150,7 +150,21 @@ std::shared_ptr<ProcessGroup> init_process_group(const InitOptions& o) {
   const std::string& method = o.init_method;
   std::shared_ptr<Store> store;
   int rank = 0, size = 1;
-  if (method == "env://") {
+  const BackendInfo* info = find_backend(backend);
+  if (method == "env://" && lookup(kMasterAddr) == nullptr && info != nullptr &&
+      info->bootstrap) {
+    // The backend's launcher (mpirun) already told every rank who it is.
+    auto boot = info->bootstrap(o.timeout);
+    if ((o.rank >= 0 && o.rank != boot.rank) || (o.world_size >= 0 && o.world_size != boot.size)) {
+      throw InvalidArgument(fmt::format(
+          "init_process_group: rank {} / world_size {} given, but the {} launcher started this "
+          "process as rank {} of {}",
+          o.rank, o.world_size, backend, boot.rank, boot.size));
+    }
+    rank = boot.rank;
+    size = boot.size;
+    store = std::move(boot.store);
+  } else if (method == "env://") {
     const char* addr = lookup(kMasterAddr);
     if (addr == nullptr) missing(kMasterAddr, method);
     const char* port_text = lookup(kMasterPort);

@@ -68,6 +68,10 @@ std::vector<std::pair<DeviceType, const BackendInfo*>> parse_backend_spec(const 
 }  // namespace
 
 ProcessGroup::ProcessGroup(std::shared_ptr<Store> store, int rank, int size, Options options)
+    : ProcessGroup(std::move(store), rank, size, std::move(options), BackendSlots{}) {}
+
+ProcessGroup::ProcessGroup(std::shared_ptr<Store> store, int rank, int size, Options options,
+                           BackendSlots prebuilt)
     : store_(std::move(store)), rank_(rank), size_(size), options_(std::move(options)) {
   if (size_ < 1) throw InvalidArgument(fmt::format("ProcessGroup: size {} < 1", size_));
   if (rank_ < 0 || rank_ >= size_) {
@@ -79,19 +83,21 @@ ProcessGroup::ProcessGroup(std::shared_ptr<Store> store, int rank, int size, Opt
         fmt::format("ProcessGroup: timeout must be positive, got {} ms", options_.timeout.count()));
   }
   for (const auto& [type, info] : parse_backend_spec(options_.backend)) {
-    if (!store_) {
+    if (!store_ && info->needs_store) {
       throw InvalidArgument(
           fmt::format("ProcessGroup: backend '{}' needs a store, got null", info->name));
     }
     BackendConfig config;
-    config.store =
-        std::make_shared<PrefixStore>(fmt::format("{}/{}", info->name, to_string(type)), store_);
+    if (store_) {
+      config.store =
+          std::make_shared<PrefixStore>(fmt::format("{}/{}", info->name, to_string(type)), store_);
+    }
     config.rank = rank_;
     config.size = size_;
     config.timeout = options_.timeout;
     config.group_name = options_.group_name;
     // One backend instance serves every device type it was named for.
-    std::shared_ptr<Backend> backend;
+    std::shared_ptr<Backend> backend = prebuilt[device_slot(type)];
     for (const auto& slot : backends_) {
       if (slot && slot->name() == info->name) backend = slot;
     }
@@ -597,12 +603,41 @@ std::shared_ptr<ProcessGroup> ProcessGroup::new_group(const std::vector<int>& ra
   // gives every member the same name for the new group without talking.
   const uint64_t id = ++subgroups_created_;
   auto it = std::find(ranks.begin(), ranks.end(), rank_);
-  if (it == ranks.end()) return nullptr;
+  const int new_rank = it == ranks.end() ? -1 : static_cast<int>(it - ranks.begin());
   Options options = options_;
   options.group_name = fmt::format("{}/{}", options_.group_name, id);
-  auto store = std::make_shared<PrefixStore>(fmt::format("subgroup/{}", id), store_);
-  return std::make_shared<ProcessGroup>(std::move(store), static_cast<int>(it - ranks.begin()),
-                                        static_cast<int>(ranks.size()), std::move(options));
+  auto store = store_ ? std::make_shared<PrefixStore>(fmt::format("subgroup/{}", id), store_)
+                      : nullptr;
+  // Backends that carve subgroups out of their own communicator take part
+  // on every rank of this group, members or not.
+  BackendSlots prebuilt;
+  BackendSlots parents;
+  {
+    std::lock_guard<std::mutex> lock(backends_mutex_);
+    parents = backends_;
+  }
+  for (size_t slot = 0; slot < parents.size(); ++slot) {
+    const auto& parent = parents[slot];
+    if (!parent || !parent->creates_subgroups()) continue;
+    std::shared_ptr<Backend> child;
+    for (size_t earlier = 0; earlier < slot; ++earlier) {
+      if (parents[earlier] == parent) child = prebuilt[earlier];
+    }
+    if (!child) {
+      BackendConfig config;
+      config.store = store;
+      config.rank = new_rank;
+      config.size = static_cast<int>(ranks.size());
+      config.timeout = options_.timeout;
+      config.group_name = options.group_name;
+      child = parent->create_subgroup(ranks, config);
+    }
+    prebuilt[slot] = std::move(child);
+  }
+  if (new_rank < 0) return nullptr;
+  return std::shared_ptr<ProcessGroup>(new ProcessGroup(std::move(store), new_rank,
+                                                        static_cast<int>(ranks.size()),
+                                                        std::move(options), std::move(prebuilt)));
 }
 
 }  // namespace tutti

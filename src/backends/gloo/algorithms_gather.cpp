@@ -12,33 +12,10 @@
 
 #include "backends/gloo/algorithms.hpp"
 #include "backends/gloo/algorithms_common.hpp"
+#include "core/pack.hpp"
 
 namespace tutti::gloo_backend::algorithms {
 namespace {
-
-// Bytes of all tensors, one after the other.
-Tensor pack(const std::vector<Tensor>& tensors) {
-  size_t total = 0;
-  for (const auto& t : tensors) total += t.nbytes();
-  Tensor flat = Tensor::empty({static_cast<int64_t>(total)}, DType::UInt8);
-  auto* cursor = static_cast<uint8_t*>(flat.data_ptr());
-  for (const auto& t : tensors) {
-    if (t.nbytes() > 0) std::memcpy(cursor, t.data_ptr(), t.nbytes());
-    cursor += t.nbytes();
-  }
-  return flat;
-}
-
-// The inverse of pack, starting at `offset` bytes; returns the end offset.
-size_t unpack(const Tensor& flat, size_t offset, std::vector<Tensor>& tensors) {
-  const auto* cursor = static_cast<const uint8_t*>(flat.data_ptr()) + offset;
-  for (auto& t : tensors) {
-    if (t.nbytes() > 0) std::memcpy(t.data_ptr(), cursor, t.nbytes());
-    cursor += t.nbytes();
-    offset += t.nbytes();
-  }
-  return offset;
-}
 
 // gloo allgather of `bytes` bytes per rank from `in` into `out`.
 void allgather_bytes(const OpContext& ctx, const void* in, void* out, size_t bytes) {

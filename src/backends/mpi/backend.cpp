@@ -1,0 +1,589 @@
+// MpiBackend's machinery: communicators, the worker that runs collectives,
+// the watchdog that enforces deadlines, and posted sends and receives.
+#include "backends/mpi/backend.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "backends/mpi/runtime.hpp"
+#include "backends/mpi/work.hpp"
+#include "core/logging.hpp"
+#include "tutti/errors.hpp"
+
+namespace tutti::mpi_backend {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// How often the watchdog looks at deadlines: an operation fails at most this
+// much after its timeout.
+constexpr milliseconds kWatchdogTick{20};
+// While sends or receives are posted, the worker tests them back to back for
+// this long after the last one completed, then every kPollInterval.
+constexpr std::chrono::microseconds kBusyPoll{2000};
+constexpr std::chrono::microseconds kPollInterval{200};
+
+// The exception in flight as a tutti error that starts with `what`.
+std::exception_ptr translate_current(const std::string& what) {
+  try {
+    throw;
+  } catch (const InvalidArgument& e) {
+    return std::make_exception_ptr(InvalidArgument(fmt::format("{}: {}", what, e.what())));
+  } catch (const TimeoutError& e) {
+    return std::make_exception_ptr(TimeoutError(fmt::format("{}: {}", what, e.what())));
+  } catch (const DistNetworkError& e) {
+    return std::make_exception_ptr(DistNetworkError(fmt::format("{}: {}", what, e.what())));
+  } catch (const std::exception& e) {
+    return std::make_exception_ptr(DistBackendError(fmt::format("{}: {}", what, e.what())));
+  } catch (...) {
+    return std::make_exception_ptr(DistBackendError(fmt::format("{}: unknown error", what)));
+  }
+}
+
+void set_errors_return(MPI_Comm comm) {
+  check(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+}
+
+int finalized() {
+  int done = 0;
+  MPI_Finalized(&done);
+  return done;
+}
+
+}  // namespace
+
+struct MpiBackend::Core {
+  struct Entry {
+    std::shared_ptr<MpiWork> work;
+    Job job;
+    milliseconds timeout;
+  };
+  // A send or receive MPI is carrying out. Only the worker touches
+  // `request` after it was posted.
+  struct Posted {
+    std::shared_ptr<MpiWork> work;
+    MPI_Request request = MPI_REQUEST_NULL;
+    bool is_recv = false;
+    int64_t expected_count = 0;
+    Clock::time_point deadline;
+    bool abandoned = false;                  // GUARDED_BY(mutex): the work already failed
+    std::atomic<bool> cancel_wanted{false};  // a receive to MPI_Cancel
+  };
+  using Failure = std::pair<std::shared_ptr<MpiWork>, std::exception_ptr>;
+
+  std::mutex mutex;
+  std::condition_variable worker_cv;
+  std::condition_variable idle_cv;
+  std::condition_variable watchdog_cv;
+  std::deque<Entry> queue;                        // GUARDED_BY(mutex)
+  std::shared_ptr<MpiWork> running;               // GUARDED_BY(mutex)
+  Clock::time_point running_deadline;             // GUARDED_BY(mutex)
+  milliseconds running_timeout{0};                // GUARDED_BY(mutex)
+  std::vector<std::shared_ptr<Posted>> posted;    // GUARDED_BY(mutex)
+  uint64_t next_sequence = 0;                     // GUARDED_BY(mutex)
+  std::optional<std::string> broken;              // GUARDED_BY(mutex)
+  bool stopping = false;                          // GUARDED_BY(mutex)
+  bool worker_waiting = false;                    // GUARDED_BY(mutex)
+  bool worker_done = false;                       // GUARDED_BY(mutex)
+  bool watchdog_stop = false;                     // GUARDED_BY(mutex)
+  std::thread worker;
+  std::thread watchdog;
+
+  std::exception_ptr unusable_error(const std::string& what) const {
+    return std::make_exception_ptr(DistBackendError(
+        fmt::format("{} was not run: the group can no longer be used because {}", what, *broken)));
+  }
+
+  static void fail_all(std::vector<Failure>& failures) {
+    for (auto& [work, error] : failures) work->complete(error);
+    failures.clear();
+  }
+
+  void worker_loop() {
+    std::unique_lock<std::mutex> lock(mutex);
+    Clock::time_point last_progress = Clock::now();
+    for (;;) {
+      if (!queue.empty()) {
+        Entry entry = std::move(queue.front());
+        queue.pop_front();
+        if (broken) {
+          auto error = unusable_error(entry.work->description());
+          lock.unlock();
+          entry.work->complete(error);
+          entry = {};
+          lock.lock();
+          continue;
+        }
+        running = entry.work;
+        running_timeout = entry.timeout;
+        running_deadline = Clock::now() + entry.timeout;
+        lock.unlock();
+        std::exception_ptr error;
+        try {
+          entry.job();
+        } catch (...) {
+          error = translate_current(entry.work->description());
+        }
+        lock.lock();
+        running.reset();
+        lock.unlock();
+        // A no-op when the watchdog failed it first.
+        entry.work->complete(error);
+        entry = {};
+        lock.lock();
+        if (stopping) idle_cv.notify_all();
+        continue;
+      }
+      if (!posted.empty()) {
+        lock.unlock();
+        if (poll_p2p()) last_progress = Clock::now();
+        const bool busy = Clock::now() - last_progress < kBusyPoll;
+        if (busy) std::this_thread::yield();
+        lock.lock();
+        if (!busy && queue.empty()) {
+          worker_waiting = true;
+          worker_cv.wait_for(lock, kPollInterval);
+          worker_waiting = false;
+        }
+        continue;
+      }
+      if (stopping) break;
+      worker_waiting = true;
+      worker_cv.wait(lock);
+      worker_waiting = false;
+      last_progress = Clock::now();
+    }
+    worker_done = true;
+    idle_cv.notify_all();
+  }
+
+  // Tests every posted transfer once; completes the finished ones.
+  bool poll_p2p() {
+    std::vector<std::shared_ptr<Posted>> snapshot;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      snapshot = posted;
+    }
+    std::vector<std::shared_ptr<Posted>> done;
+    for (auto& p : snapshot) {
+      int flag = 0;
+      MPI_Status status;
+      int rc = MPI_SUCCESS;
+      {
+        CallLock call;
+        if (p->cancel_wanted.exchange(false)) MPI_Cancel(&p->request);
+        rc = MPI_Test(&p->request, &flag, &status);
+      }
+      if (rc != MPI_SUCCESS) {
+        flag = 1;
+        p->request = MPI_REQUEST_NULL;
+      }
+      if (!flag) continue;
+      done.push_back(p);
+      std::exception_ptr error;
+      int cancelled = 0;
+      if (rc == MPI_SUCCESS) MPI_Test_cancelled(&status, &cancelled);
+      if (rc != MPI_SUCCESS) {
+        error = std::make_exception_ptr(DistBackendError(fmt::format(
+            "{} failed: {} (MPI error {})", p->work->description(), error_string(rc), rc)));
+      } else if (cancelled) {
+        error = std::make_exception_ptr(
+            DistBackendError(fmt::format("{} was cancelled", p->work->description())));
+      } else if (p->is_recv) {
+        int count = 0;
+        MPI_Get_count(&status, MPI_BYTE, &count);
+        p->work->set_source(status.MPI_SOURCE);
+        if (count != p->expected_count) {
+          error = std::make_exception_ptr(DistBackendError(fmt::format(
+              "{} failed: rank {} sent {} bytes, the receiving tensor holds {}",
+              p->work->description(), status.MPI_SOURCE, count, p->expected_count)));
+        }
+      }
+      p->work->complete(error);
+    }
+    if (!done.empty()) {
+      std::lock_guard<std::mutex> lock(mutex);
+      std::erase_if(posted, [&](const std::shared_ptr<Posted>& p) {
+        return std::find(done.begin(), done.end(), p) != done.end();
+      });
+    }
+    return !done.empty();
+  }
+
+  void watchdog_loop() {
+    std::unique_lock<std::mutex> lock(mutex);
+    std::vector<Failure> failures;
+    while (!watchdog_stop) {
+      watchdog_cv.wait_for(lock, kWatchdogTick);
+      const auto now = Clock::now();
+      if (running && !broken && now > running_deadline) {
+        const std::string what = running->description();
+        broken = fmt::format("{} timed out after {} ms", what, running_timeout.count());
+        failures.emplace_back(
+            running,
+            std::make_exception_ptr(TimeoutError(fmt::format(
+                "{} timed out after {} ms: not every rank of the group reached it (a rank may "
+                "be stalled, or ranks issued collectives in different orders); MPI cannot "
+                "cancel a collective, so this group can no longer be used",
+                what, running_timeout.count()))));
+        for (auto& entry : queue) {
+          failures.emplace_back(entry.work, unusable_error(entry.work->description()));
+        }
+        TUTTI_LOG(LogLevel::ERROR, -1, "", "mpi: {}", *broken);
+      }
+      for (auto& p : posted) {
+        if (p->abandoned || now <= p->deadline) continue;
+        p->abandoned = true;
+        if (p->is_recv) p->cancel_wanted = true;
+        failures.emplace_back(
+            p->work, std::make_exception_ptr(TimeoutError(fmt::format(
+                         "{} timed out: the peer did not {} in time", p->work->description(),
+                         p->is_recv ? "send a matching message" : "receive the message"))));
+      }
+      if (!failures.empty()) {
+        lock.unlock();
+        fail_all(failures);
+        worker_cv.notify_all();
+        lock.lock();
+      }
+    }
+  }
+};
+
+MpiBackend::MpiBackend(MPI_Comm comm, int rank, int size, std::string group_name,
+                       milliseconds timeout)
+    : Backend(rank, size),
+      group_name_(std::move(group_name)),
+      timeout_(timeout),
+      comm_(comm),
+      core_(std::make_shared<Core>()) {
+  {
+    CallLock call;
+    set_errors_return(comm_);
+    check(MPI_Comm_dup(comm_, &control_comm_), "MPI_Comm_dup");
+    set_errors_return(control_comm_);
+  }
+  auto core = core_;
+  core_->worker = std::thread([core] { core->worker_loop(); });
+  core_->watchdog = std::thread([core] { core->watchdog_loop(); });
+  TUTTI_LOG(LogLevel::INFO, rank, group_name_, "mpi: group of {} ranks ready (MPI thread level {})",
+            size, thread_multiple() ? "multiple" : "serialized");
+}
+
+MpiBackend::~MpiBackend() {
+  auto& core = *core_;
+  std::vector<std::shared_ptr<Core::Posted>> pending;
+  bool stuck = false;
+  {
+    std::unique_lock<std::mutex> lock(core.mutex);
+    core.stopping = true;
+    core.worker_cv.notify_all();
+    // Queued collectives still run: the other ranks expect them. Each is
+    // bounded by its deadline.
+    core.idle_cv.wait(lock, [&] {
+      return (core.queue.empty() && !core.running) || core.broken.has_value();
+    });
+    stuck = core.running != nullptr;
+    pending.swap(core.posted);
+    core.watchdog_stop = true;
+    core.worker_cv.notify_all();
+  }
+  core.watchdog_cv.notify_all();
+  for (auto& p : pending) {
+    p->work->complete(std::make_exception_ptr(DistBackendError(fmt::format(
+        "{} did not complete: its process group was destroyed", p->work->description()))));
+  }
+  if (!finalized()) {
+    CallLock call;
+    for (auto& p : pending) {
+      if (p->request == MPI_REQUEST_NULL) continue;
+      if (p->is_recv) MPI_Cancel(&p->request);
+      MPI_Request_free(&p->request);
+    }
+  }
+  core.watchdog.join();
+  if (stuck) {
+    // The worker is inside a collective that will never end; it holds only
+    // the shared core and values it copied.
+    core.worker.detach();
+    TUTTI_LOG(LogLevel::WARNING, rank(), group_name_,
+              "mpi: destroyed with a collective stuck in MPI ({}); its thread is left behind",
+              core.broken.value_or("timed out"));
+    return;
+  }
+  core.worker.join();
+  if (!finalized()) {
+    CallLock call;
+    MPI_Comm_free(&control_comm_);
+    MPI_Comm comm = comm_;
+    MPI_Comm_free(&comm);
+  }
+}
+
+std::shared_ptr<MpiBackend> MpiBackend::create_world(const BackendConfig& config) {
+  ensure_initialized();
+  int rank = -1, size = -1;
+  MPI_Comm comm = MPI_COMM_NULL;
+  {
+    CallLock call;
+    check(MPI_Comm_rank(MPI_COMM_WORLD, &rank), "MPI_Comm_rank");
+    check(MPI_Comm_size(MPI_COMM_WORLD, &size), "MPI_Comm_size");
+    if (rank != config.rank || size != config.size) {
+      throw InvalidArgument(fmt::format(
+          "backend 'mpi' makes a group over all of MPI_COMM_WORLD, where this process is rank "
+          "{} of {}; the group '{}' asks for rank {} of {}. Create the group with "
+          "init_process_group(backend=\"mpi\") under mpirun, and smaller groups with new_group",
+          rank, size, config.group_name, config.rank, config.size));
+    }
+    check(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "MPI_Comm_dup(MPI_COMM_WORLD)");
+  }
+  return std::make_shared<MpiBackend>(comm, rank, size, config.group_name, config.timeout);
+}
+
+std::shared_ptr<Backend> MpiBackend::create_subgroup(const std::vector<int>& ranks,
+                                                     const BackendConfig& config) {
+  auto result = std::make_shared<MPI_Comm>(MPI_COMM_NULL);
+  const MPI_Comm parent = comm_;
+  auto work = enqueue(OpType::UNKNOWN, kUnsetTimeout, {}, [parent, ranks, result] {
+    CallLock call;
+    MPI_Group parent_group = MPI_GROUP_NULL, group = MPI_GROUP_NULL;
+    check(MPI_Comm_group(parent, &parent_group), "MPI_Comm_group");
+    check(MPI_Group_incl(parent_group, static_cast<int>(ranks.size()), ranks.data(), &group),
+          "MPI_Group_incl");
+    const int rc = MPI_Comm_create(parent, group, result.get());
+    MPI_Group_free(&group);
+    MPI_Group_free(&parent_group);
+    check(rc, "MPI_Comm_create");
+  });
+  work->wait();
+  if (*result == MPI_COMM_NULL) return nullptr;
+  int rank = -1, size = -1;
+  {
+    CallLock call;
+    check(MPI_Comm_rank(*result, &rank), "MPI_Comm_rank");
+    check(MPI_Comm_size(*result, &size), "MPI_Comm_size");
+  }
+  if (rank != config.rank || size != config.size) {
+    throw DistBackendError(
+        fmt::format("mpi: MPI_Comm_create gave rank {} of {} for subgroup '{}', expected {} of {}",
+                    rank, size, config.group_name, config.rank, config.size));
+  }
+  return std::make_shared<MpiBackend>(*result, rank, size, config.group_name, config.timeout);
+}
+
+bool MpiBackend::supports(OpType op) const {
+  return op != OpType::ALLREDUCE_SPARSE && op != OpType::UNKNOWN;
+}
+
+std::shared_ptr<Work> MpiBackend::enqueue(OpType op, milliseconds timeout,
+                                          std::vector<Tensor> outputs, Job job) {
+  auto& core = *core_;
+  std::unique_lock<std::mutex> lock(core.mutex);
+  const uint64_t sequence = ++core.next_sequence;
+  auto work = std::make_shared<MpiWork>(
+      op,
+      fmt::format("{} #{} on group '{}' rank {}/{} (mpi)",
+                  op == OpType::UNKNOWN ? "new_group" : to_string(op), sequence, group_name_,
+                  rank(), size()),
+      std::move(outputs));
+  if (core.broken) {
+    auto error = core.unusable_error(work->description());
+    lock.unlock();
+    work->complete(error);
+    return work;
+  }
+  core.queue.push_back({work, std::move(job), resolve(timeout)});
+  const bool wake = core.worker_waiting;
+  lock.unlock();
+  if (wake) core.worker_cv.notify_one();
+  return work;
+}
+
+std::shared_ptr<Work> MpiBackend::post_p2p(OpType op, const Tensor& tensor, int peer, int tag) {
+  auto& core = *core_;
+  const bool is_recv = op != OpType::SEND;
+  uint64_t number = 0;
+  {
+    std::lock_guard<std::mutex> lock(core.mutex);
+    number = ++core.next_sequence;
+  }
+  const std::string peer_text =
+      peer == MPI_ANY_SOURCE ? std::string("any rank") : fmt::format("rank {}", peer);
+  auto work = std::make_shared<MpiWork>(
+      op,
+      fmt::format("{} {} {} (tag {}) #{} on group '{}' rank {}/{} (mpi)", to_string(op),
+                  is_recv ? "from" : "to", peer_text, tag, number, group_name_, rank(), size()),
+      is_recv ? std::vector<Tensor>{tensor} : std::vector<Tensor>{});
+  if (tag < 0) {
+    throw InvalidArgument(fmt::format("{}: tag {} is negative", work->description(), tag));
+  }
+  auto posted = std::make_shared<Core::Posted>();
+  posted->work = work;
+  posted->is_recv = is_recv;
+  posted->expected_count = static_cast<int64_t>(tensor.nbytes());
+  posted->deadline = Clock::now() + timeout_;
+  const int64_t count = tensor.numel();
+  if (count > INT32_MAX) {
+    throw InvalidArgument(fmt::format("{}: {} elements exceed MPI's count limit of {}",
+                                      work->description(), count, INT32_MAX));
+  }
+  {
+    CallLock call;
+    int flag = 0;
+    int* tag_ub = nullptr;
+    MPI_Comm_get_attr(comm_, MPI_TAG_UB, static_cast<void*>(&tag_ub), &flag);
+    if (flag && tag_ub != nullptr && tag > *tag_ub) {
+      throw InvalidArgument(fmt::format("{}: tag {} is above this MPI's largest tag, {}",
+                                        work->description(), tag, *tag_ub));
+    }
+    void* data = const_cast<void*>(tensor.data_ptr());
+    const MPI_Datatype type = datatype(tensor.dtype());
+    const int rc = is_recv ? MPI_Irecv(data, static_cast<int>(count), type, peer, tag, comm_,
+                                       &posted->request)
+                           : MPI_Isend(data, static_cast<int>(count), type, peer, tag, comm_,
+                                       &posted->request);
+    check(rc, work->description());
+  }
+  // abort(): a receive is cancelled; a send can only be abandoned.
+  std::weak_ptr<Core::Posted> weak = posted;
+  std::weak_ptr<Core> weak_core = core_;
+  work->set_cancel([weak, weak_core] {
+    auto p = weak.lock();
+    auto c = weak_core.lock();
+    if (!p || !c) return;
+    {
+      std::lock_guard<std::mutex> lock(c->mutex);
+      p->abandoned = true;
+    }
+    if (p->is_recv) p->cancel_wanted = true;
+    c->worker_cv.notify_all();
+  });
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> lock(core.mutex);
+    core.posted.push_back(posted);
+    wake = core.worker_waiting;
+  }
+  if (wake) core.worker_cv.notify_one();
+  return work;
+}
+
+std::shared_ptr<Work> MpiBackend::send(std::vector<Tensor>& tensors, int dst_rank, int tag) {
+  return post_p2p(OpType::SEND, tensors.at(0), dst_rank, tag);
+}
+
+std::shared_ptr<Work> MpiBackend::recv(std::vector<Tensor>& tensors, int src_rank, int tag) {
+  return post_p2p(OpType::RECV, tensors.at(0), src_rank, tag);
+}
+
+std::shared_ptr<Work> MpiBackend::recv_anysource(std::vector<Tensor>& tensors, int tag) {
+  return post_p2p(OpType::RECV_ANYSOURCE, tensors.at(0), MPI_ANY_SOURCE, tag);
+}
+
+void MpiBackend::monitored_barrier(const BarrierOptions& opts, bool wait_all_ranks) {
+  const milliseconds timeout = resolve(opts.timeout);
+  const auto deadline = Clock::now() + timeout;
+  const std::string what = fmt::format("monitored_barrier #{} on group '{}' rank {}/{} (mpi)",
+                                       ++monitored_barriers_, group_name_, rank(), size());
+  if (size() == 1) return;
+  constexpr int kArriveTag = 1, kReleaseTag = 2;
+  // Tests `request` until it completes or the deadline passes; a late
+  // request is cancelled (receives) or freed.
+  auto wait_request = [&](MPI_Request* request) {
+    for (;;) {
+      int flag = 0;
+      {
+        CallLock call;
+        check(MPI_Test(request, &flag, MPI_STATUS_IGNORE), what);
+      }
+      if (flag) return true;
+      if (Clock::now() > deadline) {
+        CallLock call;
+        MPI_Cancel(request);
+        MPI_Request_free(request);
+        return false;
+      }
+      std::this_thread::yield();
+    }
+  };
+  uint8_t token = 1;
+  if (rank() != 0) {
+    MPI_Request arrive = MPI_REQUEST_NULL, release = MPI_REQUEST_NULL;
+    uint8_t released = 0;
+    {
+      CallLock call;
+      check(MPI_Isend(&token, 1, MPI_BYTE, 0, kArriveTag, control_comm_, &arrive), what);
+      check(MPI_Irecv(&released, 1, MPI_BYTE, 0, kReleaseTag, control_comm_, &release), what);
+    }
+    const bool sent = wait_request(&arrive);
+    if (!sent || !wait_request(&release)) {
+      if (sent == false) {
+        CallLock call;
+        MPI_Cancel(&release);
+        MPI_Request_free(&release);
+      }
+      throw TimeoutError(fmt::format(
+          "{}: rank 0 did not release the barrier within {} ms (rank 0 reports the ranks that "
+          "did not arrive)",
+          what, timeout.count()));
+    }
+    return;
+  }
+  std::vector<uint8_t> arrivals(static_cast<size_t>(size()), 0);
+  std::vector<MPI_Request> inbound(static_cast<size_t>(size()), MPI_REQUEST_NULL);
+  {
+    CallLock call;
+    for (int r = 1; r < size(); ++r) {
+      check(MPI_Irecv(&arrivals[static_cast<size_t>(r)], 1, MPI_BYTE, r, kArriveTag,
+                      control_comm_, &inbound[static_cast<size_t>(r)]),
+            what);
+    }
+  }
+  std::vector<int> missing;
+  for (int r = 1; r < size(); ++r) {
+    if (!missing.empty() && !wait_all_ranks) {
+      CallLock call;
+      MPI_Cancel(&inbound[static_cast<size_t>(r)]);
+      MPI_Request_free(&inbound[static_cast<size_t>(r)]);
+      continue;
+    }
+    if (!wait_request(&inbound[static_cast<size_t>(r)])) missing.push_back(r);
+  }
+  if (!missing.empty()) {
+    throw DistBackendError(fmt::format(
+        "{}: rank{} {} failed to pass monitored_barrier within {} ms{}", what,
+        missing.size() > 1 ? "s" : "", fmt::join(missing, ", "), timeout.count(),
+        wait_all_ranks ? "" : " (wait_all_ranks=false stops at the first missing rank)"));
+  }
+  std::vector<MPI_Request> outbound(static_cast<size_t>(size()), MPI_REQUEST_NULL);
+  {
+    CallLock call;
+    for (int r = 1; r < size(); ++r) {
+      check(MPI_Isend(&token, 1, MPI_BYTE, r, kReleaseTag, control_comm_,
+                      &outbound[static_cast<size_t>(r)]),
+            what);
+    }
+  }
+  for (int r = 1; r < size(); ++r) {
+    if (!wait_request(&outbound[static_cast<size_t>(r)])) {
+      throw TimeoutError(
+          fmt::format("{}: releasing rank {} did not finish within {} ms", what, r, timeout.count()));
+    }
+  }
+}
+
+[[noreturn]] void MpiBackend::abort_job() {
+  TUTTI_LOG(LogLevel::ERROR, rank(), group_name_, "mpi: aborting the job (MPI_Abort)");
+  MPI_Abort(comm_, EXIT_FAILURE);
+  std::abort();
+}
+
+}  // namespace tutti::mpi_backend

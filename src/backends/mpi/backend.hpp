@@ -1,0 +1,121 @@
+// The MPI backend: every operation of Backend that MPI can express, on the
+// MPI library of the system (Open MPI on Debian; any MPI-3 implementation).
+//
+// Design (as c10d's ProcessGroupMPI, with deadlines added):
+//   - one communicator per group: a duplicate of MPI_COMM_WORLD for the
+//     default group, MPI_Comm_create over the parent for subgroups;
+//   - one worker thread per group runs the group's collectives in issue
+//     order, each as one blocking MPI call (MPI's tuned algorithms);
+//   - send/recv post MPI_Isend/MPI_Irecv from the calling thread; the worker
+//     tests the requests when it has no collective to run;
+//   - a watchdog thread enforces deadlines. An operation past its timeout
+//     fails with TimeoutError naming it. MPI cannot cancel a collective, so
+//     the group is then unusable: later calls fail at once and say why.
+#pragma once
+
+#include <mpi.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tutti/backend.hpp"
+
+namespace tutti::mpi_backend {
+
+class MpiBackend : public Backend {
+ public:
+  // Takes ownership of `comm`, whose rank and size must be rank and size.
+  MpiBackend(MPI_Comm comm, int rank, int size, std::string group_name,
+             std::chrono::milliseconds timeout);
+  ~MpiBackend() override;
+
+  // The backend of a group over all of MPI_COMM_WORLD; throws
+  // InvalidArgument if config's rank and size are not MPI's.
+  static std::shared_ptr<MpiBackend> create_world(const BackendConfig& config);
+
+  std::string name() const override { return "mpi"; }
+  bool supports(OpType op) const override;
+  bool creates_subgroups() const override { return true; }
+  std::shared_ptr<Backend> create_subgroup(const std::vector<int>& ranks,
+                                           const BackendConfig& config) override;
+
+  std::shared_ptr<Work> broadcast(std::vector<Tensor>& tensors,
+                                  const BroadcastOptions& opts) override;
+  std::shared_ptr<Work> allreduce(std::vector<Tensor>& tensors,
+                                  const AllreduceOptions& opts) override;
+  std::shared_ptr<Work> allreduce_coalesced(std::vector<Tensor>& tensors,
+                                            const AllreduceCoalescedOptions& opts) override;
+  std::shared_ptr<Work> reduce(std::vector<Tensor>& tensors, const ReduceOptions& opts) override;
+  std::shared_ptr<Work> allgather(std::vector<std::vector<Tensor>>& outputs,
+                                  std::vector<Tensor>& inputs,
+                                  const AllgatherOptions& opts) override;
+  std::shared_ptr<Work> allgather_into_tensor(Tensor& output, Tensor& input,
+                                              const AllgatherOptions& opts) override;
+  std::shared_ptr<Work> allgather_coalesced(std::vector<std::vector<Tensor>>& output_lists,
+                                            std::vector<Tensor>& inputs,
+                                            const AllgatherOptions& opts) override;
+  std::shared_ptr<Work> allgather_into_tensor_coalesced(std::vector<Tensor>& outputs,
+                                                        std::vector<Tensor>& inputs,
+                                                        const AllgatherOptions& opts) override;
+  std::shared_ptr<Work> gather(std::vector<std::vector<Tensor>>& outputs,
+                               std::vector<Tensor>& inputs, const GatherOptions& opts) override;
+  std::shared_ptr<Work> scatter(std::vector<Tensor>& outputs,
+                                std::vector<std::vector<Tensor>>& inputs,
+                                const ScatterOptions& opts) override;
+  std::shared_ptr<Work> reduce_scatter(std::vector<Tensor>& outputs,
+                                       std::vector<std::vector<Tensor>>& inputs,
+                                       const ReduceScatterOptions& opts) override;
+  std::shared_ptr<Work> reduce_scatter_tensor(Tensor& output, Tensor& input,
+                                              const ReduceScatterOptions& opts) override;
+  std::shared_ptr<Work> reduce_scatter_tensor_coalesced(std::vector<Tensor>& outputs,
+                                                        std::vector<Tensor>& inputs,
+                                                        const ReduceScatterOptions& opts) override;
+  std::shared_ptr<Work> alltoall_base(Tensor& output, Tensor& input,
+                                      std::vector<int64_t> output_split_sizes,
+                                      std::vector<int64_t> input_split_sizes,
+                                      const AllToAllOptions& opts) override;
+  std::shared_ptr<Work> alltoall(std::vector<Tensor>& outputs, std::vector<Tensor>& inputs,
+                                 const AllToAllOptions& opts) override;
+  std::shared_ptr<Work> send(std::vector<Tensor>& tensors, int dst_rank, int tag) override;
+  std::shared_ptr<Work> recv(std::vector<Tensor>& tensors, int src_rank, int tag) override;
+  std::shared_ptr<Work> recv_anysource(std::vector<Tensor>& tensors, int tag) override;
+  std::shared_ptr<Work> barrier(const BarrierOptions& opts) override;
+  void monitored_barrier(const BarrierOptions& opts, bool wait_all_ranks) override;
+
+  // Stops the job as c10d does: MPI_Abort on this group's communicator.
+  [[noreturn]] void abort_job();
+
+  MPI_Comm comm() const { return comm_; }
+
+ private:
+  // Blocking MPI calls on the group's communicator, run by the worker.
+  using Job = std::function<void()>;
+
+  // Queues `job` as one collective of this group; returns its Work at once.
+  std::shared_ptr<Work> enqueue(OpType op, std::chrono::milliseconds timeout,
+                                std::vector<Tensor> outputs, Job job);
+  // Posts a send or recv (peer MPI_ANY_SOURCE for any) from this thread.
+  std::shared_ptr<Work> post_p2p(OpType op, const Tensor& tensor, int peer, int tag);
+  std::chrono::milliseconds resolve(std::chrono::milliseconds timeout) const {
+    return effective_timeout(timeout, timeout_);
+  }
+
+  const std::string group_name_;
+  const std::chrono::milliseconds timeout_;
+  const MPI_Comm comm_;
+  // A duplicate of comm_ for tutti's own messages (monitored_barrier), so
+  // they never match a user's send or recv.
+  MPI_Comm control_comm_ = MPI_COMM_NULL;
+  uint64_t monitored_barriers_ = 0;
+  // The queue, the posted transfers and the threads, shared with the threads
+  // so that a worker stuck in MPI past its deadline can be left behind.
+  struct Core;
+  std::shared_ptr<Core> core_;
+};
+
+BackendInfo backend_info();
+
+}  // namespace tutti::mpi_backend
