@@ -8,6 +8,7 @@ TUTTI_DEBIAN_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libfmt-dev libdlpack-dev libcli11-dev nlohmann-json3-dev
   libgloo-dev
+  libopenmpi-dev openmpi-bin
 )
 
 tutti_install_deps() {

@@ -1,0 +1,135 @@
+// What tutti's MPI backend costs on top of MPI itself: the same allreduce
+// and allgather sizes through ProcessGroup (issue, then Work::wait) and
+// through direct MPI calls (an OSU-style loop), in one mpirun, in
+// alternating rounds so both sides see the same machine.
+//
+//   mpirun -n 2 build/release/bench/mpi_overhead [--rounds 15] [--json FILE]
+//
+// Per round and side: the mean time per call over `iters` calls, the
+// slowest rank's. Reported: the median over rounds of each side, the
+// difference (µs per call) and the ratio.
+#include <mpi.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "tutti/init.hpp"
+#include "tutti/process_group.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// Runs `body` iters times; returns µs per call, the slowest rank's.
+template <class Body>
+double timed(MPI_Comm comm, int iters, Body body) {
+  MPI_Barrier(comm);
+  const auto start = Clock::now();
+  for (int i = 0; i < iters; ++i) body();
+  double us = std::chrono::duration<double, std::micro>(Clock::now() - start).count() / iters;
+  double slowest = 0;
+  MPI_Allreduce(&us, &slowest, 1, MPI_DOUBLE, MPI_MAX, comm);
+  return slowest;
+}
+
+struct Row {
+  std::string op;
+  size_t bytes;
+  double direct_us, tutti_us;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tutti MPI backend overhead against direct MPI calls"};
+  int rounds = 15;
+  size_t min_bytes = 8, max_bytes = size_t{4} << 20;
+  std::string json_path;
+  app.add_option("--rounds", rounds, "alternating rounds per size and side")->check(CLI::Range(1, 1000));
+  app.add_option("--min-bytes", min_bytes, "smallest message per rank");
+  app.add_option("--max-bytes", max_bytes, "largest message per rank");
+  app.add_option("--json", json_path, "also write the rows as JSON here");
+  CLI11_PARSE(app, argc, argv);
+
+  auto pg = tutti::init_process_group({.backend = "mpi"});
+  // The direct side gets a communicator of its own, as an application would.
+  MPI_Comm comm;
+  MPI_Comm_dup(MPI_COMM_WORLD, &comm);
+  const int rank = pg->rank(), size = pg->size();
+
+  std::vector<Row> rows;
+  for (const char* op : {"allreduce", "allgather"}) {
+    for (size_t bytes = min_bytes; bytes <= max_bytes; bytes *= 8) {
+      const int64_t count = static_cast<int64_t>(bytes / 4);
+      tutti::Tensor in = tutti::Tensor::zeros({count}, tutti::DType::Float32);
+      tutti::Tensor out = tutti::Tensor::zeros({count * size}, tutti::DType::Float32);
+      std::vector<tutti::Tensor> list = {in};
+      const bool is_allreduce = std::string(op) == "allreduce";
+      const int iters = bytes <= 65536 ? 2000 : bytes <= (1 << 20) ? 100 : 20;
+      auto direct = [&] {
+        if (is_allreduce) {
+          MPI_Allreduce(MPI_IN_PLACE, in.data_ptr(), static_cast<int>(count), MPI_FLOAT, MPI_SUM,
+                        comm);
+        } else {
+          MPI_Allgather(in.data_ptr(), static_cast<int>(count), MPI_FLOAT, out.data_ptr(),
+                        static_cast<int>(count), MPI_FLOAT, comm);
+        }
+      };
+      auto through_tutti = [&] {
+        if (is_allreduce) {
+          pg->allreduce(list)->wait();
+        } else {
+          pg->allgather_into_tensor(out, in)->wait();
+        }
+      };
+      // Warm up both paths.
+      timed(comm, std::max(iters / 10, 2), direct);
+      timed(comm, std::max(iters / 10, 2), through_tutti);
+      std::vector<double> d, t;
+      for (int r = 0; r < rounds; ++r) {
+        // Alternate which side goes first.
+        if (r % 2 == 0) {
+          d.push_back(timed(comm, iters, direct));
+          t.push_back(timed(comm, iters, through_tutti));
+        } else {
+          t.push_back(timed(comm, iters, through_tutti));
+          d.push_back(timed(comm, iters, direct));
+        }
+      }
+      rows.push_back({op, bytes, median(d), median(t)});
+    }
+  }
+  if (rank == 0) {
+    std::printf("# tutti MPI backend vs direct MPI calls: %d ranks, %d rounds, median of per-round "
+                "means (slowest rank)\n",
+                size, rounds);
+    std::printf("%-10s %10s %12s %12s %12s %8s\n", "op", "bytes", "direct(us)", "tutti(us)",
+                "diff(us)", "ratio");
+    nlohmann::json json = nlohmann::json::array();
+    for (const auto& r : rows) {
+      std::printf("%-10s %10zu %12.2f %12.2f %12.2f %8.3f\n", r.op.c_str(), r.bytes, r.direct_us,
+                  r.tutti_us, r.tutti_us - r.direct_us, r.tutti_us / r.direct_us);
+      json.push_back({{"op", r.op},
+                      {"bytes", r.bytes},
+                      {"ranks", size},
+                      {"direct_us", r.direct_us},
+                      {"tutti_us", r.tutti_us}});
+    }
+    if (!json_path.empty()) std::ofstream(json_path) << json.dump(2) << "\n";
+  }
+  MPI_Comm_free(&comm);
+  pg.reset();
+  return 0;
+}
