@@ -5,6 +5,7 @@
 // nothing else changes what a user sees. All methods are thread-safe.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -122,6 +123,10 @@ class Work {
   // Before finish(): outputs for result() and the future.
   void set_outputs(std::vector<Tensor> outputs);
   void set_source_rank(int rank);
+  // wait() polls for this long (yielding the CPU) before it sleeps: for
+  // engines whose operations often finish within microseconds, where waking
+  // a sleeping thread would cost more than the operation.
+  void set_spin_before_sleep(std::chrono::microseconds spin) { spin_ = spin; }
   // Asks the engine to stop the operation; called by abort() and by a timed
   // out wait() before they finish the work. May run on any thread.
   virtual void cancel() {}
@@ -129,6 +134,8 @@ class Work {
  private:
   const OpType op_;
   const std::string description_;
+  std::chrono::microseconds spin_{0};  // set before the work is shared
+  std::atomic<bool> done_{false};      // completed_, readable without the lock
 
   mutable std::mutex mutex_;
   std::condition_variable done_cv_;

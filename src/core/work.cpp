@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <thread>
 
 namespace tutti {
 
@@ -159,6 +160,12 @@ std::vector<Tensor> Work::result() {
 }
 
 bool Work::wait(std::chrono::milliseconds timeout) {
+  if (spin_.count() > 0 && !done_.load(std::memory_order_acquire)) {
+    const auto until = std::chrono::steady_clock::now() + spin_;
+    while (!done_.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < until) {
+      std::this_thread::yield();
+    }
+  }
   std::unique_lock<std::mutex> lock(mutex_);
   auto done = [this] { return completed_; };
   if (timeout > kNoTimeout) {
@@ -217,8 +224,9 @@ bool Work::finish(std::exception_ptr error) {
     completed_ = true;
     error_ = error;
     future = future_;
-    outputs = outputs_;
+    if (future) outputs = outputs_;
   }
+  done_.store(true, std::memory_order_release);
   done_cv_.notify_all();
   if (future) {
     if (error) {

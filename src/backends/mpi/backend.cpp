@@ -30,6 +30,11 @@ constexpr milliseconds kWatchdogTick{20};
 // this long after the last one completed, then every kPollInterval.
 constexpr std::chrono::microseconds kBusyPoll{2000};
 constexpr std::chrono::microseconds kPollInterval{200};
+// Handing an operation between threads through a sleep and a wake-up costs
+// more than a small MPI collective, so both sides poll briefly first: the
+// worker for the next operation, a waiter for its operation's end.
+constexpr std::chrono::microseconds kWorkerSpin{200};
+constexpr std::chrono::microseconds kWaiterSpin{200};
 
 // The exception in flight as a tutti error that starts with `what`.
 std::exception_ptr translate_current(const std::string& what) {
@@ -84,6 +89,7 @@ struct MpiBackend::Core {
   std::condition_variable idle_cv;
   std::condition_variable watchdog_cv;
   std::deque<Entry> queue;                        // GUARDED_BY(mutex)
+  std::atomic<size_t> queued{0};                  // queue.size(), read without the lock
   std::shared_ptr<MpiWork> running;               // GUARDED_BY(mutex)
   Clock::time_point running_deadline;             // GUARDED_BY(mutex)
   milliseconds running_timeout{0};                // GUARDED_BY(mutex)
@@ -114,6 +120,7 @@ struct MpiBackend::Core {
       if (!queue.empty()) {
         Entry entry = std::move(queue.front());
         queue.pop_front();
+        queued.fetch_sub(1, std::memory_order_relaxed);
         if (broken) {
           auto error = unusable_error(entry.work->description());
           lock.unlock();
@@ -156,6 +163,13 @@ struct MpiBackend::Core {
         continue;
       }
       if (stopping) break;
+      lock.unlock();
+      const auto until = Clock::now() + kWorkerSpin;
+      while (queued.load(std::memory_order_acquire) == 0 && Clock::now() < until) {
+        std::this_thread::yield();
+      }
+      lock.lock();
+      if (!queue.empty() || stopping) continue;
       worker_waiting = true;
       worker_cv.wait(lock);
       worker_waiting = false;
@@ -394,6 +408,7 @@ std::shared_ptr<Work> MpiBackend::enqueue(OpType op, milliseconds timeout,
                   op == OpType::UNKNOWN ? "new_group" : to_string(op), sequence, group_name_,
                   rank(), size()),
       std::move(outputs));
+  work->set_spin(kWaiterSpin);
   if (core.broken) {
     auto error = core.unusable_error(work->description());
     lock.unlock();
@@ -401,6 +416,7 @@ std::shared_ptr<Work> MpiBackend::enqueue(OpType op, milliseconds timeout,
     return work;
   }
   core.queue.push_back({work, std::move(job), resolve(timeout)});
+  core.queued.fetch_add(1, std::memory_order_release);
   const bool wake = core.worker_waiting;
   lock.unlock();
   if (wake) core.worker_cv.notify_one();

@@ -1,6 +1,7 @@
 // The Work of one MPI operation.
 #pragma once
 
+#include <chrono>
 #include <exception>
 #include <functional>
 #include <string>
@@ -18,6 +19,7 @@ class MpiWork : public Work {
       : Work(op, std::move(description), std::move(outputs)) {}
 
   bool complete(std::exception_ptr error = nullptr) { return finish(std::move(error)); }
+  void set_spin(std::chrono::microseconds spin) { set_spin_before_sleep(spin); }
   void set_source(int rank) { set_source_rank(rank); }
   void set_cancel(std::function<void()> hook) { cancel_hook_ = std::move(hook); }
 
