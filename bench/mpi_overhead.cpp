@@ -57,7 +57,8 @@ int main(int argc, char** argv) {
   int rounds = 15;
   size_t min_bytes = 8, max_bytes = size_t{4} << 20;
   std::string json_path;
-  app.add_option("--rounds", rounds, "alternating rounds per size and side")->check(CLI::Range(1, 1000));
+  app.add_option("--rounds", rounds, "alternating rounds per size and side")
+      ->check(CLI::Range(1, 1000));
   app.add_option("--min-bytes", min_bytes, "smallest message per rank");
   app.add_option("--max-bytes", max_bytes, "largest message per rank");
   app.add_option("--json", json_path, "also write the rows as JSON here");
@@ -112,9 +113,10 @@ int main(int argc, char** argv) {
     }
   }
   if (rank == 0) {
-    std::printf("# tutti MPI backend vs direct MPI calls: %d ranks, %d rounds, median of per-round "
-                "means (slowest rank)\n",
-                size, rounds);
+    std::printf(
+        "# tutti MPI backend vs direct MPI calls: %d ranks, %d rounds, median of per-round "
+        "means (slowest rank)\n",
+        size, rounds);
     std::printf("%-10s %10s %12s %12s %12s %8s\n", "op", "bytes", "direct(us)", "tutti(us)",
                 "diff(us)", "ratio");
     nlohmann::json json = nlohmann::json::array();

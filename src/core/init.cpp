@@ -151,8 +151,7 @@ std::shared_ptr<ProcessGroup> init_process_group(const InitOptions& o) {
   std::shared_ptr<Store> store;
   int rank = 0, size = 1;
   const BackendInfo* info = find_backend(backend);
-  if (method == "env://" && lookup(kMasterAddr) == nullptr && info != nullptr &&
-      info->bootstrap) {
+  if (method == "env://" && lookup(kMasterAddr) == nullptr && info != nullptr && info->bootstrap) {
     // The backend's launcher (mpirun) already told every rank who it is.
     auto boot = info->bootstrap(o.timeout);
     if ((o.rank >= 0 && o.rank != boot.rank) || (o.world_size >= 0 && o.world_size != boot.size)) {

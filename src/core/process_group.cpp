@@ -606,8 +606,8 @@ std::shared_ptr<ProcessGroup> ProcessGroup::new_group(const std::vector<int>& ra
   const int new_rank = it == ranks.end() ? -1 : static_cast<int>(it - ranks.begin());
   Options options = options_;
   options.group_name = fmt::format("{}/{}", options_.group_name, id);
-  auto store = store_ ? std::make_shared<PrefixStore>(fmt::format("subgroup/{}", id), store_)
-                      : nullptr;
+  auto store =
+      store_ ? std::make_shared<PrefixStore>(fmt::format("subgroup/{}", id), store_) : nullptr;
   // Backends that carve subgroups out of their own communicator take part
   // on every rank of this group, members or not.
   BackendSlots prebuilt;

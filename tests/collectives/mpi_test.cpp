@@ -25,9 +25,7 @@ std::shared_ptr<ProcessGroup> g_world;
 // The world group, made the way users make it under mpirun: no variables.
 class WorldEnvironment : public ::testing::Environment {
  public:
-  void SetUp() override {
-    g_world = init_process_group({.backend = "mpi", .timeout = 120s});
-  }
+  void SetUp() override { g_world = init_process_group({.backend = "mpi", .timeout = 120s}); }
   void TearDown() override { g_world.reset(); }
 };
 

@@ -88,18 +88,18 @@ struct MpiBackend::Core {
   std::condition_variable worker_cv;
   std::condition_variable idle_cv;
   std::condition_variable watchdog_cv;
-  std::deque<Entry> queue;                        // GUARDED_BY(mutex)
-  std::atomic<size_t> queued{0};                  // queue.size(), read without the lock
-  std::shared_ptr<MpiWork> running;               // GUARDED_BY(mutex)
-  Clock::time_point running_deadline;             // GUARDED_BY(mutex)
-  milliseconds running_timeout{0};                // GUARDED_BY(mutex)
-  std::vector<std::shared_ptr<Posted>> posted;    // GUARDED_BY(mutex)
-  uint64_t next_sequence = 0;                     // GUARDED_BY(mutex)
-  std::optional<std::string> broken;              // GUARDED_BY(mutex)
-  bool stopping = false;                          // GUARDED_BY(mutex)
-  bool worker_waiting = false;                    // GUARDED_BY(mutex)
-  bool worker_done = false;                       // GUARDED_BY(mutex)
-  bool watchdog_stop = false;                     // GUARDED_BY(mutex)
+  std::deque<Entry> queue;                      // GUARDED_BY(mutex)
+  std::atomic<size_t> queued{0};                // queue.size(), read without the lock
+  std::shared_ptr<MpiWork> running;             // GUARDED_BY(mutex)
+  Clock::time_point running_deadline;           // GUARDED_BY(mutex)
+  milliseconds running_timeout{0};              // GUARDED_BY(mutex)
+  std::vector<std::shared_ptr<Posted>> posted;  // GUARDED_BY(mutex)
+  uint64_t next_sequence = 0;                   // GUARDED_BY(mutex)
+  std::optional<std::string> broken;            // GUARDED_BY(mutex)
+  bool stopping = false;                        // GUARDED_BY(mutex)
+  bool worker_waiting = false;                  // GUARDED_BY(mutex)
+  bool worker_done = false;                     // GUARDED_BY(mutex)
+  bool watchdog_stop = false;                   // GUARDED_BY(mutex)
   std::thread worker;
   std::thread watchdog;
 
@@ -216,9 +216,9 @@ struct MpiBackend::Core {
         MPI_Get_count(&status, MPI_BYTE, &count);
         p->work->set_source(status.MPI_SOURCE);
         if (count != p->expected_count) {
-          error = std::make_exception_ptr(DistBackendError(fmt::format(
-              "{} failed: rank {} sent {} bytes, the receiving tensor holds {}",
-              p->work->description(), status.MPI_SOURCE, count, p->expected_count)));
+          error = std::make_exception_ptr(DistBackendError(
+              fmt::format("{} failed: rank {} sent {} bytes, the receiving tensor holds {}",
+                          p->work->description(), status.MPI_SOURCE, count, p->expected_count)));
         }
       }
       p->work->complete(error);
@@ -302,9 +302,8 @@ MpiBackend::~MpiBackend() {
     core.worker_cv.notify_all();
     // Queued collectives still run: the other ranks expect them. Each is
     // bounded by its deadline.
-    core.idle_cv.wait(lock, [&] {
-      return (core.queue.empty() && !core.running) || core.broken.has_value();
-    });
+    core.idle_cv.wait(
+        lock, [&] { return (core.queue.empty() && !core.running) || core.broken.has_value(); });
     stuck = core.running != nullptr;
     pending.swap(core.posted);
     core.watchdog_stop = true;
@@ -402,12 +401,12 @@ std::shared_ptr<Work> MpiBackend::enqueue(OpType op, milliseconds timeout,
   auto& core = *core_;
   std::unique_lock<std::mutex> lock(core.mutex);
   const uint64_t sequence = ++core.next_sequence;
-  auto work = std::make_shared<MpiWork>(
-      op,
-      fmt::format("{} #{} on group '{}' rank {}/{} (mpi)",
-                  op == OpType::UNKNOWN ? "new_group" : to_string(op), sequence, group_name_,
-                  rank(), size()),
-      std::move(outputs));
+  auto work =
+      std::make_shared<MpiWork>(op,
+                                fmt::format("{} #{} on group '{}' rank {}/{} (mpi)",
+                                            op == OpType::UNKNOWN ? "new_group" : to_string(op),
+                                            sequence, group_name_, rank(), size()),
+                                std::move(outputs));
   work->set_spin(kWaiterSpin);
   if (core.broken) {
     auto error = core.unusable_error(work->description());
@@ -462,10 +461,10 @@ std::shared_ptr<Work> MpiBackend::post_p2p(OpType op, const Tensor& tensor, int 
     }
     void* data = const_cast<void*>(tensor.data_ptr());
     const MPI_Datatype type = datatype(tensor.dtype());
-    const int rc = is_recv ? MPI_Irecv(data, static_cast<int>(count), type, peer, tag, comm_,
-                                       &posted->request)
-                           : MPI_Isend(data, static_cast<int>(count), type, peer, tag, comm_,
-                                       &posted->request);
+    const int rc =
+        is_recv
+            ? MPI_Irecv(data, static_cast<int>(count), type, peer, tag, comm_, &posted->request)
+            : MPI_Isend(data, static_cast<int>(count), type, peer, tag, comm_, &posted->request);
     check(rc, work->description());
   }
   // abort(): a receive is cancelled; a send can only be abandoned.
@@ -558,8 +557,8 @@ void MpiBackend::monitored_barrier(const BarrierOptions& opts, bool wait_all_ran
   {
     CallLock call;
     for (int r = 1; r < size(); ++r) {
-      check(MPI_Irecv(&arrivals[static_cast<size_t>(r)], 1, MPI_BYTE, r, kArriveTag,
-                      control_comm_, &inbound[static_cast<size_t>(r)]),
+      check(MPI_Irecv(&arrivals[static_cast<size_t>(r)], 1, MPI_BYTE, r, kArriveTag, control_comm_,
+                      &inbound[static_cast<size_t>(r)]),
             what);
     }
   }
@@ -590,8 +589,8 @@ void MpiBackend::monitored_barrier(const BarrierOptions& opts, bool wait_all_ran
   }
   for (int r = 1; r < size(); ++r) {
     if (!wait_request(&outbound[static_cast<size_t>(r)])) {
-      throw TimeoutError(
-          fmt::format("{}: releasing rank {} did not finish within {} ms", what, r, timeout.count()));
+      throw TimeoutError(fmt::format("{}: releasing rank {} did not finish within {} ms", what, r,
+                                     timeout.count()));
     }
   }
 }

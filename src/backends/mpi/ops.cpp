@@ -52,7 +52,9 @@ void finish_average(Tensor& t, const ReduceOp& op, int64_t contributions) {
   }
 }
 
-MPI_Op mpi_op(const ReduceOp& op, DType dtype) { return mpi_backend::op(kernels::combine_kind(op), dtype); }
+MPI_Op mpi_op(const ReduceOp& op, DType dtype) {
+  return mpi_backend::op(kernels::combine_kind(op), dtype);
+}
 
 // Several local tensors reduce to one contribution: their combination.
 Tensor combine_local(const std::vector<Tensor>& tensors, const ReduceOp& op) {
@@ -113,21 +115,20 @@ std::shared_ptr<Work> MpiBackend::allreduce(std::vector<Tensor>& tensors,
   const int n = elements(tensors[0], OpType::ALLREDUCE);
   const int64_t contributions = static_cast<int64_t>(size()) * static_cast<int64_t>(tensors.size());
   const MPI_Comm comm = comm_;
-  return enqueue(OpType::ALLREDUCE, opts.timeout, tensors,
-                 [tensors, op, n, contributions, comm] {
-                   Tensor data = tensors.size() == 1 ? tensors[0] : combine_local(tensors, op);
-                   if (tensors.size() == 1) premultiply(data, op);
-                   {
-                     CallLock call;
-                     check(MPI_Allreduce(MPI_IN_PLACE, data.data_ptr(), n, datatype(data.dtype()),
-                                         mpi_op(op, data.dtype()), comm),
-                           "MPI_Allreduce");
-                   }
-                   finish_average(data, op, contributions);
-                   for (const auto& t : tensors) {
-                     if (t.data_ptr() != data.data_ptr()) Tensor(t).copy_(data);
-                   }
-                 });
+  return enqueue(OpType::ALLREDUCE, opts.timeout, tensors, [tensors, op, n, contributions, comm] {
+    Tensor data = tensors.size() == 1 ? tensors[0] : combine_local(tensors, op);
+    if (tensors.size() == 1) premultiply(data, op);
+    {
+      CallLock call;
+      check(MPI_Allreduce(MPI_IN_PLACE, data.data_ptr(), n, datatype(data.dtype()),
+                          mpi_op(op, data.dtype()), comm),
+            "MPI_Allreduce");
+    }
+    finish_average(data, op, contributions);
+    for (const auto& t : tensors) {
+      if (t.data_ptr() != data.data_ptr()) Tensor(t).copy_(data);
+    }
+  });
 }
 
 std::shared_ptr<Work> MpiBackend::allreduce_coalesced(std::vector<Tensor>& tensors,
@@ -162,28 +163,28 @@ std::shared_ptr<Work> MpiBackend::reduce(std::vector<Tensor>& tensors, const Red
   const bool is_root = rank() == root;
   const int64_t contributions = static_cast<int64_t>(size()) * static_cast<int64_t>(tensors.size());
   const MPI_Comm comm = comm_;
-  return enqueue(
-      OpType::REDUCE, opts.timeout, tensors,
-      [tensors, op, root, target, n, is_root, contributions, comm] {
-        Tensor mine = tensors.size() == 1 ? contribution(tensors[0], op) : combine_local(tensors, op);
-        const DType dtype = mine.dtype();
-        if (is_root) {
-          Tensor out = tensors[target];
-          if (out.data_ptr() != mine.data_ptr()) out.copy_(mine);
-          {
-            CallLock call;
-            check(MPI_Reduce(MPI_IN_PLACE, out.data_ptr(), n, datatype(dtype), mpi_op(op, dtype),
-                             root, comm),
-                  "MPI_Reduce");
-          }
-          finish_average(out, op, contributions);
-          return;
-        }
-        CallLock call;
-        check(MPI_Reduce(mine.data_ptr(), nullptr, n, datatype(dtype), mpi_op(op, dtype), root,
-                         comm),
-              "MPI_Reduce");
-      });
+  return enqueue(OpType::REDUCE, opts.timeout, tensors,
+                 [tensors, op, root, target, n, is_root, contributions, comm] {
+                   Tensor mine = tensors.size() == 1 ? contribution(tensors[0], op)
+                                                     : combine_local(tensors, op);
+                   const DType dtype = mine.dtype();
+                   if (is_root) {
+                     Tensor out = tensors[target];
+                     if (out.data_ptr() != mine.data_ptr()) out.copy_(mine);
+                     {
+                       CallLock call;
+                       check(MPI_Reduce(MPI_IN_PLACE, out.data_ptr(), n, datatype(dtype),
+                                        mpi_op(op, dtype), root, comm),
+                             "MPI_Reduce");
+                     }
+                     finish_average(out, op, contributions);
+                     return;
+                   }
+                   CallLock call;
+                   check(MPI_Reduce(mine.data_ptr(), nullptr, n, datatype(dtype), mpi_op(op, dtype),
+                                    root, comm),
+                         "MPI_Reduce");
+                 });
 }
 
 std::shared_ptr<Work> MpiBackend::allgather(std::vector<std::vector<Tensor>>& outputs,
@@ -194,14 +195,14 @@ std::shared_ptr<Work> MpiBackend::allgather(std::vector<std::vector<Tensor>>& ou
   count_of(per_rank * size(), OpType::ALLGATHER);
   const int bytes = static_cast<int>(per_rank);
   std::vector<Tensor> flat_outputs;
-  for (const auto& list : outputs) flat_outputs.insert(flat_outputs.end(), list.begin(), list.end());
+  for (const auto& list : outputs)
+    flat_outputs.insert(flat_outputs.end(), list.begin(), list.end());
   const MPI_Comm comm = comm_;
   const int ranks = size();
   return enqueue(OpType::ALLGATHER, opts.timeout, flat_outputs,
                  [outputs, inputs, bytes, ranks, comm]() mutable {
                    Tensor in = pack(inputs);
-                   Tensor out =
-                       Tensor::empty({static_cast<int64_t>(bytes) * ranks}, DType::UInt8);
+                   Tensor out = Tensor::empty({static_cast<int64_t>(bytes) * ranks}, DType::UInt8);
                    {
                      CallLock call;
                      check(MPI_Allgather(in.data_ptr(), bytes, MPI_BYTE, out.data_ptr(), bytes,
@@ -258,8 +259,7 @@ std::shared_ptr<Work> MpiBackend::allgather_coalesced(
   return enqueue(OpType::ALLGATHER_COALESCED, opts.timeout, flat_outputs,
                  [output_lists, inputs, bytes, ranks, comm]() mutable {
                    Tensor in = pack(inputs);
-                   Tensor out =
-                       Tensor::empty({static_cast<int64_t>(bytes) * ranks}, DType::UInt8);
+                   Tensor out = Tensor::empty({static_cast<int64_t>(bytes) * ranks}, DType::UInt8);
                    {
                      CallLock call;
                      check(MPI_Allgather(in.data_ptr(), bytes, MPI_BYTE, out.data_ptr(), bytes,
@@ -278,13 +278,14 @@ std::shared_ptr<Work> MpiBackend::allgather_into_tensor_coalesced(std::vector<Te
                                                                   const AllgatherOptions& opts) {
   std::vector<int> counts;
   for (const auto& t : outputs) elements(t, OpType::ALLGATHER_INTO_TENSOR_COALESCED);
-  for (const auto& t : inputs) counts.push_back(elements(t, OpType::ALLGATHER_INTO_TENSOR_COALESCED));
+  for (const auto& t : inputs)
+    counts.push_back(elements(t, OpType::ALLGATHER_INTO_TENSOR_COALESCED));
   const MPI_Comm comm = comm_;
   return enqueue(OpType::ALLGATHER_INTO_TENSOR_COALESCED, opts.timeout, outputs,
                  [outputs, inputs, counts, comm]() mutable {
                    for (size_t i = 0; i < inputs.size(); ++i) {
-                     const Tensor in = overlaps(inputs[i], outputs[i]) ? inputs[i].clone()
-                                                                       : inputs[i];
+                     const Tensor in =
+                         overlaps(inputs[i], outputs[i]) ? inputs[i].clone() : inputs[i];
                      const MPI_Datatype type = datatype(in.dtype());
                      CallLock call;
                      check(MPI_Allgather(in.data_ptr(), counts[i], type, outputs[i].data_ptr(),
@@ -397,7 +398,8 @@ std::shared_ptr<Work> MpiBackend::reduce_scatter_tensor_coalesced(
   const ReduceOp op = opts.reduce_op;
   std::vector<int> counts;
   for (const auto& t : inputs) elements(t, OpType::REDUCE_SCATTER_TENSOR_COALESCED);
-  for (const auto& t : outputs) counts.push_back(elements(t, OpType::REDUCE_SCATTER_TENSOR_COALESCED));
+  for (const auto& t : outputs)
+    counts.push_back(elements(t, OpType::REDUCE_SCATTER_TENSOR_COALESCED));
   const MPI_Comm comm = comm_;
   const int64_t contributions = size();
   return enqueue(OpType::REDUCE_SCATTER_TENSOR_COALESCED, opts.timeout, outputs,
@@ -410,10 +412,10 @@ std::shared_ptr<Work> MpiBackend::reduce_scatter_tensor_coalesced(
                      }
                      {
                        CallLock call;
-                       check(MPI_Reduce_scatter_block(in.data_ptr(), outputs[i].data_ptr(),
-                                                      counts[i], datatype(dtype),
-                                                      mpi_op(op, dtype), comm),
-                             "MPI_Reduce_scatter_block");
+                       check(
+                           MPI_Reduce_scatter_block(in.data_ptr(), outputs[i].data_ptr(), counts[i],
+                                                    datatype(dtype), mpi_op(op, dtype), comm),
+                           "MPI_Reduce_scatter_block");
                      }
                      finish_average(outputs[i], op, contributions);
                    }
@@ -425,31 +427,29 @@ std::shared_ptr<Work> MpiBackend::alltoall_base(Tensor& output, Tensor& input,
                                                 std::vector<int64_t> input_split_sizes,
                                                 const AllToAllOptions& opts) {
   std::vector<int> send_counts, send_displs, recv_counts, recv_displs;
-  split_counts(input_split_sizes, input, size(), OpType::ALLTOALL_BASE, &send_counts,
-               &send_displs);
+  split_counts(input_split_sizes, input, size(), OpType::ALLTOALL_BASE, &send_counts, &send_displs);
   split_counts(output_split_sizes, output, size(), OpType::ALLTOALL_BASE, &recv_counts,
                &recv_displs);
   elements(input, OpType::ALLTOALL_BASE);
   elements(output, OpType::ALLTOALL_BASE);
   const bool equal = output_split_sizes.empty() && input_split_sizes.empty();
   const MPI_Comm comm = comm_;
-  return enqueue(OpType::ALLTOALL_BASE, opts.timeout, {output},
-                 [output, input, equal, send_counts, send_displs, recv_counts, recv_displs,
-                  comm]() mutable {
-                   const MPI_Datatype type = datatype(input.dtype());
-                   Tensor in = overlaps(input, output) ? input.clone() : input;
-                   CallLock call;
-                   if (equal) {
-                     check(MPI_Alltoall(in.data_ptr(), send_counts[0], type, output.data_ptr(),
-                                        recv_counts[0], type, comm),
-                           "MPI_Alltoall");
-                     return;
-                   }
-                   check(MPI_Alltoallv(in.data_ptr(), send_counts.data(), send_displs.data(),
-                                       type, output.data_ptr(), recv_counts.data(),
-                                       recv_displs.data(), type, comm),
-                         "MPI_Alltoallv");
-                 });
+  return enqueue(
+      OpType::ALLTOALL_BASE, opts.timeout, {output},
+      [output, input, equal, send_counts, send_displs, recv_counts, recv_displs, comm]() mutable {
+        const MPI_Datatype type = datatype(input.dtype());
+        Tensor in = overlaps(input, output) ? input.clone() : input;
+        CallLock call;
+        if (equal) {
+          check(MPI_Alltoall(in.data_ptr(), send_counts[0], type, output.data_ptr(), recv_counts[0],
+                             type, comm),
+                "MPI_Alltoall");
+          return;
+        }
+        check(MPI_Alltoallv(in.data_ptr(), send_counts.data(), send_displs.data(), type,
+                            output.data_ptr(), recv_counts.data(), recv_displs.data(), type, comm),
+              "MPI_Alltoallv");
+      });
 }
 
 std::shared_ptr<Work> MpiBackend::alltoall(std::vector<Tensor>& outputs,

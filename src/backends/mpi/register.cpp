@@ -15,12 +15,9 @@ BackendInfo backend_info() {
   // Under mpirun, "auto" means MPI; elsewhere it is not available.
   info.auto_priority = 20;
   info.available = launched_by_mpi;
-  info.optional_ops = {OpType::ALLREDUCE_COALESCED,
-                       OpType::ALLGATHER_INTO_TENSOR,
-                       OpType::ALLGATHER_COALESCED,
-                       OpType::ALLGATHER_INTO_TENSOR_COALESCED,
-                       OpType::REDUCE_SCATTER_TENSOR,
-                       OpType::REDUCE_SCATTER_TENSOR_COALESCED,
+  info.optional_ops = {OpType::ALLREDUCE_COALESCED,   OpType::ALLGATHER_INTO_TENSOR,
+                       OpType::ALLGATHER_COALESCED,   OpType::ALLGATHER_INTO_TENSOR_COALESCED,
+                       OpType::REDUCE_SCATTER_TENSOR, OpType::REDUCE_SCATTER_TENSOR_COALESCED,
                        OpType::MONITORED_BARRIER};
   info.needs_store = false;
   info.bootstrap = bootstrap;

@@ -77,17 +77,17 @@ void initialize() {
   int provided = 0;
   if (initialized) {
     check(MPI_Query_thread(&provided), "MPI_Query_thread");
-    TUTTI_LOG(LogLevel::INFO, -1, "", "mpi: using the MPI the program initialised (thread level {})",
-              provided);
+    TUTTI_LOG(LogLevel::INFO, -1, "",
+              "mpi: using the MPI the program initialised (thread level {})", provided);
   } else {
     check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
     std::atexit(finalize_at_exit);
   }
   if (provided < MPI_THREAD_SERIALIZED) {
-    throw DistBackendError(fmt::format(
-        "mpi: the MPI library grants thread level {}, but tutti needs at least "
-        "MPI_THREAD_SERIALIZED ({}); rebuild or configure MPI with thread support",
-        provided, MPI_THREAD_SERIALIZED));
+    throw DistBackendError(
+        fmt::format("mpi: the MPI library grants thread level {}, but tutti needs at least "
+                    "MPI_THREAD_SERIALIZED ({}); rebuild or configure MPI with thread support",
+                    provided, MPI_THREAD_SERIALIZED));
   }
   g_thread_multiple = provided >= MPI_THREAD_MULTIPLE;
   // Errors come back as return codes, which become tutti errors.
