@@ -169,7 +169,8 @@ struct MpiBackend::Core {
         std::this_thread::yield();
       }
       lock.lock();
-      if (!queue.empty() || stopping) continue;
+      // A send or receive posted during the spin is polled above.
+      if (!queue.empty() || !posted.empty() || stopping) continue;
       worker_waiting = true;
       worker_cv.wait(lock);
       worker_waiting = false;

@@ -97,6 +97,11 @@ class MpiBackend : public Backend {
   // Queues `job` as one collective of this group; returns its Work at once.
   std::shared_ptr<Work> enqueue(OpType op, std::chrono::milliseconds timeout,
                                 std::vector<Tensor> outputs, Job job);
+  // One MPI_Allgather of the packed inputs; rank r's bytes are unpacked into
+  // by_rank[r].
+  std::shared_ptr<Work> allgather_packed(OpType op, std::chrono::milliseconds timeout,
+                                         const std::vector<Tensor>& inputs,
+                                         std::vector<std::vector<Tensor>> by_rank);
   // Posts a send or recv (peer MPI_ANY_SOURCE for any) from this thread.
   std::shared_ptr<Work> post_p2p(OpType op, const Tensor& tensor, int peer, int tag);
   std::chrono::milliseconds resolve(std::chrono::milliseconds timeout) const {

@@ -190,32 +190,39 @@ std::shared_ptr<Work> MpiBackend::reduce(std::vector<Tensor>& tensors, const Red
 std::shared_ptr<Work> MpiBackend::allgather(std::vector<std::vector<Tensor>>& outputs,
                                             std::vector<Tensor>& inputs,
                                             const AllgatherOptions& opts) {
+  // Rank r's inputs land in outputs[i][r], one per input i.
+  std::vector<std::vector<Tensor>> by_rank(static_cast<size_t>(size()));
+  for (auto& list : outputs) {
+    for (size_t r = 0; r < by_rank.size(); ++r) by_rank[r].push_back(list[r]);
+  }
+  return allgather_packed(OpType::ALLGATHER, opts.timeout, inputs, std::move(by_rank));
+}
+
+std::shared_ptr<Work> MpiBackend::allgather_packed(OpType op, std::chrono::milliseconds timeout,
+                                                   const std::vector<Tensor>& inputs,
+                                                   std::vector<std::vector<Tensor>> by_rank) {
   int64_t per_rank = 0;
   for (const auto& t : inputs) per_rank += static_cast<int64_t>(t.nbytes());
-  count_of(per_rank * size(), OpType::ALLGATHER);
+  count_of(per_rank * size(), op);
   const int bytes = static_cast<int>(per_rank);
   std::vector<Tensor> flat_outputs;
-  for (const auto& list : outputs)
+  for (const auto& list : by_rank)
     flat_outputs.insert(flat_outputs.end(), list.begin(), list.end());
   const MPI_Comm comm = comm_;
-  const int ranks = size();
-  return enqueue(OpType::ALLGATHER, opts.timeout, flat_outputs,
-                 [outputs, inputs, bytes, ranks, comm]() mutable {
-                   Tensor in = pack(inputs);
-                   Tensor out = Tensor::empty({static_cast<int64_t>(bytes) * ranks}, DType::UInt8);
-                   {
-                     CallLock call;
-                     check(MPI_Allgather(in.data_ptr(), bytes, MPI_BYTE, out.data_ptr(), bytes,
-                                         MPI_BYTE, comm),
-                           "MPI_Allgather");
-                   }
-                   // out holds, for each rank, its inputs one after the other.
-                   for (int r = 0; r < ranks; ++r) {
-                     std::vector<Tensor> from_rank;
-                     for (auto& list : outputs) from_rank.push_back(list[static_cast<size_t>(r)]);
-                     unpack(out, static_cast<size_t>(r) * static_cast<size_t>(bytes), from_rank);
-                   }
-                 });
+  return enqueue(op, timeout, flat_outputs, [by_rank, inputs, bytes, comm]() mutable {
+    const int64_t ranks = static_cast<int64_t>(by_rank.size());
+    Tensor in = pack(inputs);
+    Tensor out = Tensor::empty({static_cast<int64_t>(bytes) * ranks}, DType::UInt8);
+    {
+      CallLock call;
+      check(MPI_Allgather(in.data_ptr(), bytes, MPI_BYTE, out.data_ptr(), bytes, MPI_BYTE, comm),
+            "MPI_Allgather");
+    }
+    // out holds, for each rank, its inputs one after the other.
+    for (size_t r = 0; r < by_rank.size(); ++r) {
+      unpack(out, r * static_cast<size_t>(bytes), by_rank[r]);
+    }
+  });
 }
 
 std::shared_ptr<Work> MpiBackend::allgather_into_tensor(Tensor& output, Tensor& input,
@@ -246,31 +253,7 @@ std::shared_ptr<Work> MpiBackend::allgather_into_tensor(Tensor& output, Tensor& 
 std::shared_ptr<Work> MpiBackend::allgather_coalesced(
     std::vector<std::vector<Tensor>>& output_lists, std::vector<Tensor>& inputs,
     const AllgatherOptions& opts) {
-  int64_t per_rank = 0;
-  for (const auto& t : inputs) per_rank += static_cast<int64_t>(t.nbytes());
-  count_of(per_rank * size(), OpType::ALLGATHER_COALESCED);
-  const int bytes = static_cast<int>(per_rank);
-  std::vector<Tensor> flat_outputs;
-  for (const auto& list : output_lists) {
-    flat_outputs.insert(flat_outputs.end(), list.begin(), list.end());
-  }
-  const MPI_Comm comm = comm_;
-  const int ranks = size();
-  return enqueue(OpType::ALLGATHER_COALESCED, opts.timeout, flat_outputs,
-                 [output_lists, inputs, bytes, ranks, comm]() mutable {
-                   Tensor in = pack(inputs);
-                   Tensor out = Tensor::empty({static_cast<int64_t>(bytes) * ranks}, DType::UInt8);
-                   {
-                     CallLock call;
-                     check(MPI_Allgather(in.data_ptr(), bytes, MPI_BYTE, out.data_ptr(), bytes,
-                                         MPI_BYTE, comm),
-                           "MPI_Allgather");
-                   }
-                   for (int r = 0; r < ranks; ++r) {
-                     unpack(out, static_cast<size_t>(r) * static_cast<size_t>(bytes),
-                            output_lists[static_cast<size_t>(r)]);
-                   }
-                 });
+  return allgather_packed(OpType::ALLGATHER_COALESCED, opts.timeout, inputs, output_lists);
 }
 
 std::shared_ptr<Work> MpiBackend::allgather_into_tensor_coalesced(std::vector<Tensor>& outputs,
