@@ -160,6 +160,7 @@ std::vector<Tensor> Work::result() {
 }
 
 bool Work::wait(std::chrono::milliseconds timeout) {
+  if (!done_.load(std::memory_order_acquire)) help_on_wait();
   if (spin_.count() > 0 && !done_.load(std::memory_order_acquire)) {
     const auto until = std::chrono::steady_clock::now() + spin_;
     while (!done_.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < until) {

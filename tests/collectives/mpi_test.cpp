@@ -175,13 +175,16 @@ TEST(MpiFaults, ShortMessageIsAnErrorNotSilentGarbage) {
   world().barrier()->wait();
 }
 
-TEST(MpiFaults, RankThatSkipsACollectiveTimesOutAndTheGroupSaysWhy) {
-  if (world().size() < 2) GTEST_SKIP() << "needs a peer";
+// Rank 1 joins an allreduce of `count` floats late by more than the 1 s
+// timeout; the others must raise TimeoutError in time, and their group must
+// then refuse further work, saying why. Small messages run as nonblocking
+// MPI calls polled on the waiting thread, large ones as blocking calls on
+// the worker under the watchdog: both paths are checked.
+void expect_late_rank_times_out(int64_t count) {
   auto pg = short_timeout_group(1s);
-  std::vector<Tensor> t = {Tensor::zeros({4}, DType::Float32)};
+  std::vector<Tensor> t = {Tensor::zeros({count}, DType::Float32)};
   if (pg->rank() == 1) {
-    // Late by more than the timeout; joining at last lets the others'
-    // abandoned MPI call finish.
+    // Joining at last lets the others' abandoned MPI call finish.
     std::this_thread::sleep_for(2500ms);
     pg->allreduce(t)->wait();
   } else {
@@ -208,6 +211,32 @@ TEST(MpiFaults, RankThatSkipsACollectiveTimesOutAndTheGroupSaysWhy) {
           << e.what();
     }
     EXPECT_LE(seconds_since(again), 0.5);
+  }
+  world().barrier()->wait();
+}
+
+TEST(MpiFaults, LateRankTimesOutSmallCollective) {
+  if (world().size() < 2) GTEST_SKIP() << "needs a peer";
+  expect_late_rank_times_out(4);
+}
+
+TEST(MpiFaults, LateRankTimesOutLargeCollective) {
+  if (world().size() < 2) GTEST_SKIP() << "needs a peer";
+  expect_late_rank_times_out(int64_t{1} << 16);  // 256 KiB: the blocking path
+}
+
+// An operation nobody waits for still runs (the worker takes it after its
+// waiter's grace period), both small and large.
+TEST(MpiProgress, OperationsCompleteWithoutWait) {
+  for (int64_t count : {int64_t{2}, int64_t{1} << 16}) {
+    std::vector<Tensor> t = {make_input(DType::Float32, ReduceOp::SUM, world().rank(), count)};
+    auto work = world().allreduce(t);
+    const auto start = std::chrono::steady_clock::now();
+    while (!work->is_completed() && seconds_since(start) < 30) {
+      std::this_thread::sleep_for(1ms);
+    }
+    ASSERT_TRUE(work->is_completed()) << count << " floats: not run within 30 s without wait()";
+    EXPECT_EQ(compare_reduced(t[0], ReduceOp::SUM, world().size()), "") << count;
   }
   world().barrier()->wait();
 }

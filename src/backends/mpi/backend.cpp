@@ -35,6 +35,16 @@ constexpr std::chrono::microseconds kPollInterval{200};
 // worker for the next operation, a waiter for its operation's end.
 constexpr std::chrono::microseconds kWorkerSpin{200};
 constexpr std::chrono::microseconds kWaiterSpin{200};
+// An operation that can run on the waiting thread is left this long for its
+// waiter before the worker runs it.
+constexpr std::chrono::microseconds kInlineGrace{1000};
+
+// The operation the current thread is running, for await_request().
+struct Running {
+  Clock::time_point deadline;
+  milliseconds timeout{0};
+};
+thread_local Running t_running;
 
 // The exception in flight as a tutti error that starts with `what`.
 std::exception_ptr translate_current(const std::string& what) {
@@ -69,7 +79,10 @@ struct MpiBackend::Core {
   struct Entry {
     std::shared_ptr<MpiWork> work;
     Job job;
-    milliseconds timeout;
+    milliseconds timeout{0};
+    bool polls = false;  // may run on its waiter's thread (see enqueue)
+    Clock::time_point enqueued_at;
+    bool waiter_gave_up = false;  // its waiter could not run it: no grace
   };
   // A send or receive MPI is carrying out. Only the worker touches
   // `request` after it was posted.
@@ -93,11 +106,13 @@ struct MpiBackend::Core {
   std::shared_ptr<MpiWork> running;             // GUARDED_BY(mutex)
   Clock::time_point running_deadline;           // GUARDED_BY(mutex)
   milliseconds running_timeout{0};              // GUARDED_BY(mutex)
+  bool running_polls = false;                   // GUARDED_BY(mutex): enforces its own deadline
   std::vector<std::shared_ptr<Posted>> posted;  // GUARDED_BY(mutex)
   uint64_t next_sequence = 0;                   // GUARDED_BY(mutex)
   std::optional<std::string> broken;            // GUARDED_BY(mutex)
   bool stopping = false;                        // GUARDED_BY(mutex)
-  bool worker_waiting = false;                  // GUARDED_BY(mutex)
+  bool worker_waiting = false;                  // GUARDED_BY(mutex): in any wait
+  bool worker_idle = false;                     // GUARDED_BY(mutex): waiting for work
   bool worker_done = false;                     // GUARDED_BY(mutex)
   bool watchdog_stop = false;                   // GUARDED_BY(mutex)
   std::thread worker;
@@ -113,40 +128,97 @@ struct MpiBackend::Core {
     failures.clear();
   }
 
+  // Runs `entry` (already taken off the queue) on this thread. REQUIRES:
+  // lock held and nothing running; returns with the lock held.
+  void run_locked(Entry& entry, std::unique_lock<std::mutex>& lock) {
+    if (broken) {
+      auto error = unusable_error(entry.work->description());
+      lock.unlock();
+      entry.work->complete(error);
+      entry = {};
+      lock.lock();
+      return;
+    }
+    running = entry.work;
+    running_timeout = entry.timeout;
+    running_deadline = Clock::now() + entry.timeout;
+    running_polls = entry.polls;
+    t_running = {running_deadline, entry.timeout};
+    lock.unlock();
+    std::exception_ptr error;
+    bool timed_out = false;
+    try {
+      entry.job();
+    } catch (const TimeoutError&) {
+      timed_out = true;
+      error = translate_current(entry.work->description());
+    } catch (...) {
+      error = translate_current(entry.work->description());
+    }
+    std::vector<Failure> failures;
+    lock.lock();
+    running.reset();
+    if (timed_out && !broken) {
+      // The request is still active and MPI cannot cancel it.
+      broken =
+          fmt::format("{} timed out after {} ms", entry.work->description(), entry.timeout.count());
+      for (auto& queued_entry : queue) {
+        failures.emplace_back(queued_entry.work, unusable_error(queued_entry.work->description()));
+      }
+    }
+    lock.unlock();
+    // A no-op when the watchdog failed it first.
+    entry.work->complete(error);
+    entry = {};
+    fail_all(failures);
+    lock.lock();
+    if (stopping) idle_cv.notify_all();
+    if (!queue.empty() && worker_waiting) worker_cv.notify_one();
+  }
+
+  // On the thread waiting for `target`: runs the queue's head while it may
+  // run here, up to and including `target`.
+  void help(const MpiWork* target) {
+    std::unique_lock<std::mutex> lock(mutex);
+    for (;;) {
+      auto it = std::find_if(queue.begin(), queue.end(),
+                             [&](const Entry& e) { return e.work.get() == target; });
+      if (it == queue.end()) return;  // already run, or running elsewhere
+      if (running || !queue.front().polls) {
+        // Something ahead runs on the worker; it must not wait for us.
+        it->waiter_gave_up = true;
+        if (worker_waiting) worker_cv.notify_one();
+        return;
+      }
+      Entry entry = std::move(queue.front());
+      queue.pop_front();
+      queued.fetch_sub(1, std::memory_order_relaxed);
+      const bool mine = entry.work.get() == target;
+      run_locked(entry, lock);
+      if (mine) return;
+    }
+  }
+
   void worker_loop() {
     std::unique_lock<std::mutex> lock(mutex);
     Clock::time_point last_progress = Clock::now();
+    bool ran = false;  // the last thing this thread did was run an entry
     for (;;) {
-      if (!queue.empty()) {
-        Entry entry = std::move(queue.front());
-        queue.pop_front();
-        queued.fetch_sub(1, std::memory_order_relaxed);
-        if (broken) {
-          auto error = unusable_error(entry.work->description());
-          lock.unlock();
-          entry.work->complete(error);
-          entry = {};
-          lock.lock();
+      if (!queue.empty() && !running) {
+        Entry& front = queue.front();
+        const auto ready = front.enqueued_at + kInlineGrace;
+        if (front.polls && !front.waiter_gave_up && !stopping && !broken && Clock::now() < ready) {
+          // Leave it to its waiter for a moment.
+          worker_waiting = true;
+          worker_cv.wait_until(lock, ready);
+          worker_waiting = false;
           continue;
         }
-        running = entry.work;
-        running_timeout = entry.timeout;
-        running_deadline = Clock::now() + entry.timeout;
-        lock.unlock();
-        std::exception_ptr error;
-        try {
-          entry.job();
-        } catch (...) {
-          error = translate_current(entry.work->description());
-        }
-        lock.lock();
-        running.reset();
-        lock.unlock();
-        // A no-op when the watchdog failed it first.
-        entry.work->complete(error);
-        entry = {};
-        lock.lock();
-        if (stopping) idle_cv.notify_all();
+        Entry entry = std::move(front);
+        queue.pop_front();
+        queued.fetch_sub(1, std::memory_order_relaxed);
+        run_locked(entry, lock);
+        ran = true;
         continue;
       }
       if (!posted.empty()) {
@@ -155,25 +227,30 @@ struct MpiBackend::Core {
         const bool busy = Clock::now() - last_progress < kBusyPoll;
         if (busy) std::this_thread::yield();
         lock.lock();
-        if (!busy && queue.empty()) {
+        if (!busy && (queue.empty() || running)) {
           worker_waiting = true;
           worker_cv.wait_for(lock, kPollInterval);
           worker_waiting = false;
         }
         continue;
       }
-      if (stopping) break;
-      lock.unlock();
-      const auto until = Clock::now() + kWorkerSpin;
-      while (queued.load(std::memory_order_acquire) == 0 && Clock::now() < until) {
-        std::this_thread::yield();
+      if (stopping && queue.empty() && !running) break;
+      if (ran && !running) {
+        // Back-to-back collectives: look for the next one before sleeping.
+        ran = false;
+        lock.unlock();
+        const auto until = Clock::now() + kWorkerSpin;
+        while (queued.load(std::memory_order_acquire) == 0 && Clock::now() < until) {
+          std::this_thread::yield();
+        }
+        lock.lock();
+        continue;
       }
-      lock.lock();
       // A send or receive posted during the spin is polled above.
-      if (!queue.empty() || !posted.empty() || stopping) continue;
-      worker_waiting = true;
+      if ((!queue.empty() && !running) || !posted.empty()) continue;
+      worker_waiting = worker_idle = true;
       worker_cv.wait(lock);
-      worker_waiting = false;
+      worker_waiting = worker_idle = false;
       last_progress = Clock::now();
     }
     worker_done = true;
@@ -239,7 +316,7 @@ struct MpiBackend::Core {
     while (!watchdog_stop) {
       watchdog_cv.wait_for(lock, kWatchdogTick);
       const auto now = Clock::now();
-      if (running && !broken && now > running_deadline) {
+      if (running && !running_polls && !broken && now > running_deadline) {
         const std::string what = running->description();
         broken = fmt::format("{} timed out after {} ms", what, running_timeout.count());
         failures.emplace_back(
@@ -398,7 +475,7 @@ bool MpiBackend::supports(OpType op) const {
 }
 
 std::shared_ptr<Work> MpiBackend::enqueue(OpType op, milliseconds timeout,
-                                          std::vector<Tensor> outputs, Job job) {
+                                          std::vector<Tensor> outputs, Job job, bool polls) {
   auto& core = *core_;
   std::unique_lock<std::mutex> lock(core.mutex);
   const uint64_t sequence = ++core.next_sequence;
@@ -415,12 +492,46 @@ std::shared_ptr<Work> MpiBackend::enqueue(OpType op, milliseconds timeout,
     work->complete(error);
     return work;
   }
-  core.queue.push_back({work, std::move(job), resolve(timeout)});
+  if (polls) {
+    std::weak_ptr<Core> weak_core = core_;
+    const MpiWork* target = work.get();
+    work->set_helper([weak_core, target] {
+      if (auto c = weak_core.lock()) c->help(target);
+    });
+  }
+  Core::Entry entry;
+  entry.work = work;
+  entry.job = std::move(job);
+  entry.timeout = resolve(timeout);
+  entry.polls = polls;
+  entry.enqueued_at = Clock::now();
+  core.queue.push_back(std::move(entry));
   core.queued.fetch_add(1, std::memory_order_release);
-  const bool wake = core.worker_waiting;
+  // An entry that polls is left to its waiter first: the worker needs waking
+  // only when it sleeps with nothing to time out on.
+  const bool wake = polls ? core.worker_idle : core.worker_waiting;
   lock.unlock();
   if (wake) core.worker_cv.notify_one();
   return work;
+}
+
+void await_request(MPI_Request* request, const char* call) {
+  const Running running = t_running;
+  for (;;) {
+    int flag = 0;
+    {
+      CallLock lock;
+      check(MPI_Test(request, &flag, MPI_STATUS_IGNORE), call);
+    }
+    if (flag) return;
+    if (Clock::now() > running.deadline) {
+      throw TimeoutError(fmt::format(
+          "timed out after {} ms in {}: not every rank of the group reached it (a rank may be "
+          "stalled, or ranks issued collectives in different orders); MPI cannot cancel a "
+          "collective, so this group can no longer be used",
+          running.timeout.count(), call));
+    }
+  }
 }
 
 std::shared_ptr<Work> MpiBackend::post_p2p(OpType op, const Tensor& tensor, int peer, int tag) {

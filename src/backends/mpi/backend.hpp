@@ -95,8 +95,13 @@ class MpiBackend : public Backend {
   using Job = std::function<void()>;
 
   // Queues `job` as one collective of this group; returns its Work at once.
+  // A job that `polls` uses nonblocking MPI calls completed through
+  // await_request(), so it enforces its own deadline and may run on the
+  // thread that waits for it (no hand-over to the worker). Whether a job
+  // polls must be decided the same way on every rank (MPI does not match a
+  // nonblocking collective with a blocking one): by the message size.
   std::shared_ptr<Work> enqueue(OpType op, std::chrono::milliseconds timeout,
-                                std::vector<Tensor> outputs, Job job);
+                                std::vector<Tensor> outputs, Job job, bool polls = false);
   // One MPI_Allgather of the packed inputs; rank r's bytes are unpacked into
   // by_rank[r].
   std::shared_ptr<Work> allgather_packed(OpType op, std::chrono::milliseconds timeout,
@@ -120,6 +125,16 @@ class MpiBackend : public Backend {
   struct Core;
   std::shared_ptr<Core> core_;
 };
+
+// Up to this many bytes per rank, broadcast, allreduce and allgather use
+// MPI's nonblocking collectives and run on the waiting thread. Above it,
+// MPI's nonblocking algorithms are slower than the blocking ones (2-3x at
+// 64 KiB here), and the worker runs the blocking call.
+inline constexpr size_t kPollingMaxBytes = 2048;
+
+// Inside a job that polls: tests `request` until it completes; past the
+// operation's deadline throws TimeoutError (the group is then unusable).
+void await_request(MPI_Request* request, const char* call);
 
 BackendInfo backend_info();
 

@@ -89,6 +89,23 @@ void split_counts(const std::vector<int64_t>& splits, const Tensor& t, int size,
   }
 }
 
+// One collective call: blocking, or (polls) nonblocking and completed by
+// await_request() within the operation's deadline.
+template <class Blocking, class Nonblocking>
+void call_collective(bool polls, const char* name, Blocking blocking, Nonblocking nonblocking) {
+  if (!polls) {
+    CallLock call;
+    check(blocking(), name);
+    return;
+  }
+  MPI_Request request = MPI_REQUEST_NULL;
+  {
+    CallLock call;
+    check(nonblocking(&request), name);
+  }
+  await_request(&request, name);
+}
+
 }  // namespace
 
 std::shared_ptr<Work> MpiBackend::broadcast(std::vector<Tensor>& tensors,
@@ -97,16 +114,21 @@ std::shared_ptr<Work> MpiBackend::broadcast(std::vector<Tensor>& tensors,
   const size_t source = rank() == root ? static_cast<size_t>(opts.root_tensor) : 0;
   const int n = elements(tensors[0], OpType::BROADCAST);
   const MPI_Comm comm = comm_;
-  return enqueue(OpType::BROADCAST, opts.timeout, tensors, [tensors, source, n, root, comm] {
-    Tensor data = tensors[source];
-    {
-      CallLock call;
-      check(MPI_Bcast(data.data_ptr(), n, datatype(data.dtype()), root, comm), "MPI_Bcast");
-    }
-    for (size_t i = 0; i < tensors.size(); ++i) {
-      if (i != source) Tensor(tensors[i]).copy_(data);
-    }
-  });
+  const bool polls = tensors[0].nbytes() <= kPollingMaxBytes;
+  return enqueue(
+      OpType::BROADCAST, opts.timeout, tensors,
+      [tensors, source, n, root, comm, polls] {
+        Tensor data = tensors[source];
+        void* buffer = data.data_ptr();
+        const MPI_Datatype type = datatype(data.dtype());
+        call_collective(
+            polls, "MPI_Bcast", [&] { return MPI_Bcast(buffer, n, type, root, comm); },
+            [&](MPI_Request* r) { return MPI_Ibcast(buffer, n, type, root, comm, r); });
+        for (size_t i = 0; i < tensors.size(); ++i) {
+          if (i != source) Tensor(tensors[i]).copy_(data);
+        }
+      },
+      polls);
 }
 
 std::shared_ptr<Work> MpiBackend::allreduce(std::vector<Tensor>& tensors,
@@ -115,20 +137,27 @@ std::shared_ptr<Work> MpiBackend::allreduce(std::vector<Tensor>& tensors,
   const int n = elements(tensors[0], OpType::ALLREDUCE);
   const int64_t contributions = static_cast<int64_t>(size()) * static_cast<int64_t>(tensors.size());
   const MPI_Comm comm = comm_;
-  return enqueue(OpType::ALLREDUCE, opts.timeout, tensors, [tensors, op, n, contributions, comm] {
-    Tensor data = tensors.size() == 1 ? tensors[0] : combine_local(tensors, op);
-    if (tensors.size() == 1) premultiply(data, op);
-    {
-      CallLock call;
-      check(MPI_Allreduce(MPI_IN_PLACE, data.data_ptr(), n, datatype(data.dtype()),
-                          mpi_op(op, data.dtype()), comm),
-            "MPI_Allreduce");
-    }
-    finish_average(data, op, contributions);
-    for (const auto& t : tensors) {
-      if (t.data_ptr() != data.data_ptr()) Tensor(t).copy_(data);
-    }
-  });
+  const bool polls = tensors[0].nbytes() <= kPollingMaxBytes;
+  return enqueue(
+      OpType::ALLREDUCE, opts.timeout, tensors,
+      [tensors, op, n, contributions, comm, polls] {
+        Tensor data = tensors.size() == 1 ? tensors[0] : combine_local(tensors, op);
+        if (tensors.size() == 1) premultiply(data, op);
+        void* buffer = data.data_ptr();
+        const MPI_Datatype type = datatype(data.dtype());
+        const MPI_Op mop = mpi_op(op, data.dtype());
+        call_collective(
+            polls, "MPI_Allreduce",
+            [&] { return MPI_Allreduce(MPI_IN_PLACE, buffer, n, type, mop, comm); },
+            [&](MPI_Request* r) {
+              return MPI_Iallreduce(MPI_IN_PLACE, buffer, n, type, mop, comm, r);
+            });
+        finish_average(data, op, contributions);
+        for (const auto& t : tensors) {
+          if (t.data_ptr() != data.data_ptr()) Tensor(t).copy_(data);
+        }
+      },
+      polls);
 }
 
 std::shared_ptr<Work> MpiBackend::allreduce_coalesced(std::vector<Tensor>& tensors,
@@ -231,23 +260,28 @@ std::shared_ptr<Work> MpiBackend::allgather_into_tensor(Tensor& output, Tensor& 
   elements(output, OpType::ALLGATHER_INTO_TENSOR);
   const MPI_Comm comm = comm_;
   const size_t own_offset = static_cast<size_t>(rank()) * input.nbytes();
-  return enqueue(OpType::ALLGATHER_INTO_TENSOR, opts.timeout, {output},
-                 [output, input, n, comm, own_offset]() mutable {
-                   const MPI_Datatype type = datatype(input.dtype());
-                   const void* send = input.data_ptr();
-                   Tensor copy;
-                   if (overlaps(input, output)) {
-                     if (bytes_of(input) == bytes_of(output) + own_offset) {
-                       send = MPI_IN_PLACE;  // the input is this rank's slot of the output
-                     } else {
-                       copy = input.clone();
-                       send = copy.data_ptr();
-                     }
-                   }
-                   CallLock call;
-                   check(MPI_Allgather(send, n, type, output.data_ptr(), n, type, comm),
-                         "MPI_Allgather");
-                 });
+  const bool polls = input.nbytes() <= kPollingMaxBytes;
+  return enqueue(
+      OpType::ALLGATHER_INTO_TENSOR, opts.timeout, {output},
+      [output, input, n, comm, own_offset, polls]() mutable {
+        const MPI_Datatype type = datatype(input.dtype());
+        const void* send = input.data_ptr();
+        Tensor copy;
+        if (overlaps(input, output)) {
+          if (bytes_of(input) == bytes_of(output) + own_offset) {
+            send = MPI_IN_PLACE;  // the input is this rank's slot of the output
+          } else {
+            copy = input.clone();
+            send = copy.data_ptr();
+          }
+        }
+        void* recv = output.data_ptr();
+        call_collective(
+            polls, "MPI_Allgather",
+            [&] { return MPI_Allgather(send, n, type, recv, n, type, comm); },
+            [&](MPI_Request* r) { return MPI_Iallgather(send, n, type, recv, n, type, comm, r); });
+      },
+      polls);
 }
 
 std::shared_ptr<Work> MpiBackend::allgather_coalesced(
@@ -471,10 +505,14 @@ std::shared_ptr<Work> MpiBackend::alltoall(std::vector<Tensor>& outputs,
 
 std::shared_ptr<Work> MpiBackend::barrier(const BarrierOptions& opts) {
   const MPI_Comm comm = comm_;
-  return enqueue(OpType::BARRIER, opts.timeout, {}, [comm] {
-    CallLock call;
-    check(MPI_Barrier(comm), "MPI_Barrier");
-  });
+  return enqueue(
+      OpType::BARRIER, opts.timeout, {},
+      [comm] {
+        call_collective(
+            true, "MPI_Barrier", [&] { return MPI_Barrier(comm); },
+            [&](MPI_Request* r) { return MPI_Ibarrier(comm, r); });
+      },
+      true);
 }
 
 }  // namespace tutti::mpi_backend

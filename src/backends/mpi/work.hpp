@@ -22,14 +22,19 @@ class MpiWork : public Work {
   void set_spin(std::chrono::microseconds spin) { set_spin_before_sleep(spin); }
   void set_source(int rank) { set_source_rank(rank); }
   void set_cancel(std::function<void()> hook) { cancel_hook_ = std::move(hook); }
+  void set_helper(std::function<void()> hook) { helper_ = std::move(hook); }
 
  protected:
   void cancel() override {
     if (cancel_hook_) cancel_hook_();
   }
+  void help_on_wait() override {
+    if (helper_) helper_();
+  }
 
  private:
   std::function<void()> cancel_hook_;  // set before the work is shared
+  std::function<void()> helper_;       // set before the work is shared
 };
 
 }  // namespace tutti::mpi_backend
