@@ -155,9 +155,19 @@ std::string GlooBackend::describe_op(OpType op, uint64_t sequence) const {
                      rank(), size());
 }
 
+namespace {
+
+// Handing an operation to a worker thread costs a wake-up on each side,
+// more than a small collective, so a queued operation is left this long for
+// the thread that waits on it to run it (Work::wait) before a worker does.
+constexpr std::chrono::microseconds kInlineGrace{500};
+
+}  // namespace
+
 std::shared_ptr<Work> GlooBackend::enqueue(OpType op, std::chrono::milliseconds timeout,
                                            std::vector<Tensor> outputs, Job job) {
   std::shared_ptr<GlooWork> work;
+  bool wake = false;
   {
     std::lock_guard<std::mutex> lock(queue_mutex_);
     const uint64_t sequence = ++next_sequence_;
@@ -168,32 +178,77 @@ std::shared_ptr<Work> GlooBackend::enqueue(OpType op, std::chrono::milliseconds 
     ctx.context = contexts_[sequence % contexts_.size()];
     ctx.timeout = work->timeout();
     ctx.allreduce_algorithm = options_.allreduce_algorithm;
+    // gloo enforces the timeout inside the call, so the waiting thread can
+    // run it with the same guarantee as a worker.
+    std::weak_ptr<GlooBackend> weak = weak_from_this();
+    if (!weak.expired()) {
+      const GlooWork* target = work.get();
+      work->set_helper([weak, target] {
+        if (auto self = weak.lock()) self->help(target);
+      });
+    }
     // A Work its caller drops still runs: the other ranks take part in it.
-    queue_.push_back({work, [ctx, job = std::move(job), raw = work.get()] { job(ctx, *raw); }});
+    queue_.push_back({work, [ctx, job = std::move(job), raw = work.get()] { job(ctx, *raw); },
+                      std::chrono::steady_clock::now()});
+    // A worker in its grace wait wakes by itself; only an idle one needs it.
+    wake = idle_workers_ > 0;
   }
-  queue_cv_.notify_one();
+  if (wake) queue_cv_.notify_one();
   return work;
 }
 
-void GlooBackend::worker_loop() {
-  while (true) {
+void GlooBackend::run(Queued& queued) {
+  GlooWork& work = *queued.work;
+  try {
+    queued.run();
+    work.complete();
+  } catch (...) {
+    auto error = translate_current_exception(work.description(), work.timeout());
+    TUTTI_LOG(LogLevel::ERROR, rank(), group_name_, "{}", message_of(error));
+    work.complete(error);
+  }
+}
+
+void GlooBackend::help(const GlooWork* target) {
+  for (;;) {
     Queued next;
     {
-      std::unique_lock<std::mutex> lock(queue_mutex_);
-      queue_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;
+      std::lock_guard<std::mutex> lock(queue_mutex_);
+      auto it = std::find_if(queue_.begin(), queue_.end(),
+                             [&](const Queued& q) { return q.work.get() == target; });
+      if (it == queue_.end()) return;  // taken by a worker, or done
       next = std::move(queue_.front());
       queue_.pop_front();
     }
-    GlooWork& work = *next.work;
-    try {
-      next.run();
-      work.complete();
-    } catch (...) {
-      auto error = translate_current_exception(work.description(), work.timeout());
-      TUTTI_LOG(LogLevel::ERROR, rank(), group_name_, "{}", message_of(error));
-      work.complete(error);
+    const bool mine = next.work.get() == target;
+    run(next);
+    if (mine) return;
+  }
+}
+
+void GlooBackend::worker_loop() {
+  using Clock = std::chrono::steady_clock;
+  std::unique_lock<std::mutex> lock(queue_mutex_);
+  while (true) {
+    if (queue_.empty()) {
+      if (stopping_) return;
+      ++idle_workers_;
+      queue_cv_.wait(lock);
+      --idle_workers_;
+      continue;
     }
+    Queued& front = queue_.front();
+    const auto ready = front.enqueued_at + kInlineGrace;
+    if (!stopping_ && Clock::now() < ready) {
+      queue_cv_.wait_until(lock, ready);
+      continue;
+    }
+    Queued next = std::move(front);
+    queue_.pop_front();
+    lock.unlock();
+    run(next);
+    next = {};
+    lock.lock();
   }
 }
 

@@ -56,7 +56,7 @@ struct OpContext {
 
 class GlooWork;
 
-class GlooBackend : public Backend {
+class GlooBackend : public Backend, public std::enable_shared_from_this<GlooBackend> {
  public:
   // Connects the full mesh of every device through `store` (already
   // prefixed for this group); throws DistNetworkError naming the peer that
@@ -138,13 +138,20 @@ class GlooBackend : public Backend {
   struct Queued {
     std::shared_ptr<GlooWork> work;
     std::function<void()> run;
+    std::chrono::steady_clock::time_point enqueued_at;
   };
+  // Runs `queued` on this thread and completes its Work.
+  void run(Queued& queued);
+  // On the thread waiting for `target`: runs the queue's head up to and
+  // including `target`, if it is still queued.
+  void help(const GlooWork* target);
 
   std::mutex queue_mutex_;
   std::condition_variable queue_cv_;
   std::deque<Queued> queue_;    // GUARDED_BY(queue_mutex_)
   uint64_t next_sequence_ = 0;  // GUARDED_BY(queue_mutex_)
   bool stopping_ = false;       // GUARDED_BY(queue_mutex_)
+  int idle_workers_ = 0;        // GUARDED_BY(queue_mutex_): waiting with nothing queued
   std::vector<std::thread> workers_;
   std::atomic<uint64_t> monitored_barriers_{0};
   // Posted sends and receives, failed and cancelled when the group goes away.

@@ -20,6 +20,7 @@ class GlooWork : public Work {
 
   std::chrono::milliseconds timeout() const { return timeout_; }
   void set_cancel(std::function<void()> hook) { cancel_hook_ = std::move(hook); }
+  void set_helper(std::function<void()> hook) { helper_ = std::move(hook); }
   bool complete(std::exception_ptr error = nullptr) { return finish(std::move(error)); }
   void set_result(std::vector<Tensor> outputs) { set_outputs(std::move(outputs)); }
   void set_source(int rank) { set_source_rank(rank); }
@@ -32,10 +33,14 @@ class GlooWork : public Work {
   void cancel() override {
     if (cancel_hook_) cancel_hook_();
   }
+  void help_on_wait() override {
+    if (helper_) helper_();
+  }
 
  private:
   const std::chrono::milliseconds timeout_;
   std::function<void()> cancel_hook_;  // set before the work is shared
+  std::function<void()> helper_;       // set before the work is shared
 };
 
 // what() of an exception_ptr, for logs.

@@ -707,10 +707,4 @@ void MpiBackend::monitored_barrier(const BarrierOptions& opts, bool wait_all_ran
   }
 }
 
-[[noreturn]] void MpiBackend::abort_job() {
-  TUTTI_LOG(LogLevel::ERROR, rank(), group_name_, "mpi: aborting the job (MPI_Abort)");
-  MPI_Abort(comm_, EXIT_FAILURE);
-  std::abort();
-}
-
 }  // namespace tutti::mpi_backend

@@ -85,9 +85,6 @@ class MpiBackend : public Backend {
   std::shared_ptr<Work> barrier(const BarrierOptions& opts) override;
   void monitored_barrier(const BarrierOptions& opts, bool wait_all_ranks) override;
 
-  // Stops the job as c10d does: MPI_Abort on this group's communicator.
-  [[noreturn]] void abort_job();
-
   MPI_Comm comm() const { return comm_; }
 
  private:
