@@ -130,9 +130,10 @@ class Work {
   // Asks the engine to stop the operation; called by abort() and by a timed
   // out wait() before they finish the work. May run on any thread.
   virtual void cancel() {}
-  // Called by wait() before it polls or sleeps, on the waiting thread: an
-  // engine may run the operation right there instead of handing it to a
-  // thread of its own (cheaper for operations of a few microseconds).
+  // Called by wait() without a timeout before it polls or sleeps, on the
+  // waiting thread: an engine may run the operation right there (within the
+  // operation's own deadline) instead of handing it to a thread of its own,
+  // which costs more than an operation of a few microseconds.
   virtual void help_on_wait() {}
 
  private:

@@ -95,6 +95,35 @@ TEST(Work, TimedWaitReturnsWhenCompletedInTime) {
   EXPECT_EQ(work.cancels.load(), 0);
 }
 
+// A Work whose engine runs the operation on the waiting thread.
+class SelfRunningWork : public Work {
+ public:
+  SelfRunningWork() : Work(OpType::ALLREDUCE, "allreduce #1 on test") {}
+  int helped = 0;
+
+ protected:
+  void help_on_wait() override {
+    ++helped;
+    finish();
+  }
+};
+
+TEST(Work, WaitWithoutTimeoutLetsTheEngineRunTheOperationOnItsThread) {
+  SelfRunningWork work;
+  EXPECT_TRUE(work.wait());  // nobody else completes it
+  EXPECT_EQ(work.helped, 1);
+  EXPECT_TRUE(work.is_success());
+  work.wait();  // already done: not run again
+  EXPECT_EQ(work.helped, 1);
+}
+
+TEST(Work, WaitWithATimeoutDoesNotRunTheOperationOnItsThread) {
+  // The caller's own limit must be honoured, so the engine keeps the work.
+  SelfRunningWork work;
+  EXPECT_THROW(work.wait(std::chrono::milliseconds(20)), TimeoutError);
+  EXPECT_EQ(work.helped, 0);
+}
+
 TEST(Work, AbortCancelsAPendingOperation) {
   ManualWork work;
   std::thread waiter([&] { EXPECT_THROW(work.wait(), DistBackendError); });
