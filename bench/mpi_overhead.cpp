@@ -70,9 +70,12 @@ int main(int argc, char** argv) {
   MPI_Comm_dup(MPI_COMM_WORLD, &comm);
   const int rank = pg->rank(), size = pg->size();
 
+  // The goals' sizes (8 B, 64 KiB and up) and steps between.
+  const std::vector<size_t> sizes = {8, 64, 512, 4096, 32768, 65536, 262144, 1u << 20, 4u << 20};
   std::vector<Row> rows;
   for (const char* op : {"allreduce", "allgather"}) {
-    for (size_t bytes = min_bytes; bytes <= max_bytes; bytes *= 8) {
+    for (size_t bytes : sizes) {
+      if (bytes < min_bytes || bytes > max_bytes) continue;
       const int64_t count = static_cast<int64_t>(bytes / 4);
       tutti::Tensor in = tutti::Tensor::zeros({count}, tutti::DType::Float32);
       tutti::Tensor out = tutti::Tensor::zeros({count * size}, tutti::DType::Float32);
