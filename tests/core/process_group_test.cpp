@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "core/fake_backend.hpp"
+#include "harness/expect.hpp"
 #include "tutti/hash_store.hpp"
 
 namespace tutti {
@@ -27,18 +28,6 @@ Tensor cuda_tensor(std::vector<int64_t> sizes, std::vector<float>& storage) {
 
 // Matches when `statement` throws InvalidArgument whose message contains
 // every given fragment.
-#define EXPECT_INVALID(statement, ...)                                     \
-  do {                                                                     \
-    try {                                                                  \
-      statement;                                                           \
-      ADD_FAILURE() << "expected InvalidArgument from " #statement;        \
-    } catch (const InvalidArgument& e) {                                   \
-      for (const char* fragment : {__VA_ARGS__}) {                         \
-        EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) \
-            << "message '" << e.what() << "' lacks '" << fragment << "'";  \
-      }                                                                    \
-    }                                                                      \
-  } while (0)
 
 class ProcessGroupTest : public ::testing::Test {
  protected:
@@ -74,11 +63,11 @@ TEST_F(ProcessGroupTest, MixedDevicesAreRejectedBeforeAnyBackendCall) {
   pg->set_backend(DeviceType::CUDA, cuda);
   std::vector<float> device_memory(4);
   std::vector<Tensor> mixed = {cpu_tensor({4}), cuda_tensor({4}, device_memory)};
-  EXPECT_INVALID(pg->allreduce(mixed), "allreduce", "different devices", "cuda:0", "cpu",
-                 "rank 1/4");
+  EXPECT_INVALID_ARGUMENT(pg->allreduce(mixed), "allreduce", "different devices", "cuda:0", "cpu",
+                          "rank 1/4");
   Tensor out = cpu_tensor({16});
   Tensor in = cuda_tensor({4}, device_memory);
-  EXPECT_INVALID(pg->allgather_into_tensor(out, in), "different devices");
+  EXPECT_INVALID_ARGUMENT(pg->allgather_into_tensor(out, in), "different devices");
   EXPECT_TRUE(cpu->calls.empty());
   EXPECT_TRUE(cuda->calls.empty());
   EXPECT_EQ(pg->sequence_number(), 0u);
@@ -87,7 +76,7 @@ TEST_F(ProcessGroupTest, MixedDevicesAreRejectedBeforeAnyBackendCall) {
 TEST_F(ProcessGroupTest, NoBackendForDeviceIsAClearError) {
   std::vector<float> device_memory(4);
   std::vector<Tensor> on_cuda = {cuda_tensor({4}, device_memory)};
-  EXPECT_INVALID(pg->allreduce(on_cuda), "no backend serves cuda tensors");
+  EXPECT_INVALID_ARGUMENT(pg->allreduce(on_cuda), "no backend serves cuda tensors");
 }
 
 TEST_F(ProcessGroupTest, SequenceNumberCountsCollectivesOnly) {
@@ -153,28 +142,31 @@ TEST_F(ProcessGroupTest, OptionsReachTheBackendUnchanged) {
 
 TEST_F(ProcessGroupTest, BroadcastAndReduceChecks) {
   std::vector<Tensor> none;
-  EXPECT_INVALID(pg->broadcast(none), "broadcast", "non-empty");
+  EXPECT_INVALID_ARGUMENT(pg->broadcast(none), "broadcast", "non-empty");
   std::vector<Tensor> t = {cpu_tensor({4})};
-  EXPECT_INVALID(pg->broadcast(t, {.root_rank = 4}), "root_rank 4 is out of range", "0 to 3");
-  EXPECT_INVALID(pg->broadcast(t, {.root_rank = -1}), "root_rank -1");
-  EXPECT_INVALID(pg->broadcast(t, {.root_tensor = 1}), "root_tensor 1");
+  EXPECT_INVALID_ARGUMENT(pg->broadcast(t, {.root_rank = 4}), "root_rank 4 is out of range",
+                          "0 to 3");
+  EXPECT_INVALID_ARGUMENT(pg->broadcast(t, {.root_rank = -1}), "root_rank -1");
+  EXPECT_INVALID_ARGUMENT(pg->broadcast(t, {.root_tensor = 1}), "root_tensor 1");
   std::vector<Tensor> mismatched = {cpu_tensor({4}), cpu_tensor({5})};
-  EXPECT_INVALID(pg->broadcast(mismatched), "tensors[1] is float32[5]", "tensors[0] is float32[4]");
+  EXPECT_INVALID_ARGUMENT(pg->broadcast(mismatched), "tensors[1] is float32[5]",
+                          "tensors[0] is float32[4]");
   std::vector<Tensor> dtypes = {cpu_tensor({4}), cpu_tensor({4}, DType::Float64)};
-  EXPECT_INVALID(pg->reduce(dtypes), "reduce", "float64[4]");
-  EXPECT_INVALID(pg->reduce(t, {.root_rank = 9}), "root_rank 9");
+  EXPECT_INVALID_ARGUMENT(pg->reduce(dtypes), "reduce", "float64[4]");
+  EXPECT_INVALID_ARGUMENT(pg->reduce(t, {.root_rank = 9}), "root_rank 9");
   EXPECT_TRUE(cpu->calls.empty());
 }
 
 TEST_F(ProcessGroupTest, ReduceOpMustFitTheDtype) {
   std::vector<Tensor> f = {cpu_tensor({4})};
-  EXPECT_INVALID(pg->allreduce(f, {.reduce_op = ReduceOp::BAND}), "band", "float32", "bitwise");
+  EXPECT_INVALID_ARGUMENT(pg->allreduce(f, {.reduce_op = ReduceOp::BAND}), "band", "float32",
+                          "bitwise");
   std::vector<Tensor> b = {cpu_tensor({4}, DType::Bool)};
-  EXPECT_INVALID(pg->allreduce(b, {.reduce_op = ReduceOp::AVG}), "avg", "bool");
+  EXPECT_INVALID_ARGUMENT(pg->allreduce(b, {.reduce_op = ReduceOp::AVG}), "avg", "bool");
   Tensor h_out = cpu_tensor({4}, DType::BFloat16);
   Tensor h_in = cpu_tensor({16}, DType::BFloat16);
-  EXPECT_INVALID(pg->reduce_scatter_tensor(h_out, h_in, {.reduce_op = ReduceOp::BXOR}), "bxor",
-                 "bfloat16");
+  EXPECT_INVALID_ARGUMENT(pg->reduce_scatter_tensor(h_out, h_in, {.reduce_op = ReduceOp::BXOR}),
+                          "bxor", "bfloat16");
   std::vector<Tensor> i = {cpu_tensor({4}, DType::Int32)};
   pg->allreduce(i, {.reduce_op = ReduceOp::BXOR});
   pg->allreduce(b, {.reduce_op = ReduceOp::BOR});
@@ -186,28 +178,28 @@ TEST_F(ProcessGroupTest, NonContiguousTensorsAreRejected) {
   Tensor column = base.narrow(1, 1, 1);  // stride 4 over 4 rows
   ASSERT_FALSE(column.is_contiguous());
   std::vector<Tensor> t = {column};
-  EXPECT_INVALID(pg->allreduce(t), "tensors[0]", "not contiguous");
+  EXPECT_INVALID_ARGUMENT(pg->allreduce(t), "tensors[0]", "not contiguous");
   std::vector<Tensor> undefined = {Tensor()};
-  EXPECT_INVALID(pg->allreduce(undefined), "undefined");
+  EXPECT_INVALID_ARGUMENT(pg->allreduce(undefined), "undefined");
 }
 
 TEST_F(ProcessGroupTest, AllgatherChecks) {
   std::vector<Tensor> in = {cpu_tensor({3})};
   std::vector<std::vector<Tensor>> out(1);
   for (int r = 0; r < 3; ++r) out[0].push_back(cpu_tensor({3}));
-  EXPECT_INVALID(pg->allgather(out, in), "expected 4 tensors in each output list");
+  EXPECT_INVALID_ARGUMENT(pg->allgather(out, in), "expected 4 tensors in each output list");
   out[0].push_back(cpu_tensor({2}));
-  EXPECT_INVALID(pg->allgather(out, in), "outputs[0][3] is float32[2]");
+  EXPECT_INVALID_ARGUMENT(pg->allgather(out, in), "outputs[0][3] is float32[2]");
   out[0][3] = cpu_tensor({3});
   pg->allgather(out, in);
   std::vector<std::vector<Tensor>> two_lists(2, out[0]);
-  EXPECT_INVALID(pg->allgather(two_lists, in), "expected 1 output lists");
+  EXPECT_INVALID_ARGUMENT(pg->allgather(two_lists, in), "expected 1 output lists");
 
   Tensor small = cpu_tensor({11});
-  EXPECT_INVALID(pg->allgather_into_tensor(small, in[0]), "output has 11 elements",
-                 "world size (4) x 3");
+  EXPECT_INVALID_ARGUMENT(pg->allgather_into_tensor(small, in[0]), "output has 11 elements",
+                          "world size (4) x 3");
   Tensor wrong_type = cpu_tensor({12}, DType::Int32);
-  EXPECT_INVALID(pg->allgather_into_tensor(wrong_type, in[0]), "dtype int32");
+  EXPECT_INVALID_ARGUMENT(pg->allgather_into_tensor(wrong_type, in[0]), "dtype int32");
   Tensor right = cpu_tensor({4, 3});
   pg->allgather_into_tensor(right, in[0]);
 
@@ -216,14 +208,14 @@ TEST_F(ProcessGroupTest, AllgatherChecks) {
       4, std::vector<Tensor>{cpu_tensor({2}), cpu_tensor({5}, DType::Int64)});
   pg->allgather_coalesced(lists, ins);
   lists[2][1] = cpu_tensor({5});
-  EXPECT_INVALID(pg->allgather_coalesced(lists, ins), "output_lists[2][1] is float32[5]");
+  EXPECT_INVALID_ARGUMENT(pg->allgather_coalesced(lists, ins), "output_lists[2][1] is float32[5]");
   lists.pop_back();
-  EXPECT_INVALID(pg->allgather_coalesced(lists, ins), "expected 4 output lists");
+  EXPECT_INVALID_ARGUMENT(pg->allgather_coalesced(lists, ins), "expected 4 output lists");
 
   std::vector<Tensor> outs = {cpu_tensor({8}), cpu_tensor({20}, DType::Int64)};
   pg->allgather_into_tensor_coalesced(outs, ins);
   outs.pop_back();
-  EXPECT_INVALID(pg->allgather_into_tensor_coalesced(outs, ins), "expected 2 outputs");
+  EXPECT_INVALID_ARGUMENT(pg->allgather_into_tensor_coalesced(outs, ins), "expected 2 outputs");
   EXPECT_EQ(cpu->calls, (std::vector<OpType>{OpType::ALLGATHER, OpType::ALLGATHER_INTO_TENSOR,
                                              OpType::ALLGATHER_COALESCED,
                                              OpType::ALLGATHER_INTO_TENSOR_COALESCED}));
@@ -234,22 +226,23 @@ TEST_F(ProcessGroupTest, GatherAndScatterChecksDependOnTheRoot) {
   std::vector<std::vector<Tensor>> none;
   pg->gather(none, in, {.root_rank = 0});  // rank 1 is not the root: no outputs
   std::vector<std::vector<Tensor>> some(1, std::vector<Tensor>(4, cpu_tensor({2})));
-  EXPECT_INVALID(pg->gather(some, in, {.root_rank = 0}), "empty output list on non-root");
+  EXPECT_INVALID_ARGUMENT(pg->gather(some, in, {.root_rank = 0}), "empty output list on non-root");
   pg->gather(some, in, {.root_rank = 1});
-  EXPECT_INVALID(pg->gather(none, in, {.root_rank = 1}), "expected 1 output lists");
+  EXPECT_INVALID_ARGUMENT(pg->gather(none, in, {.root_rank = 1}), "expected 1 output lists");
   some[0][2] = cpu_tensor({2}, DType::Float16);
-  EXPECT_INVALID(pg->gather(some, in, {.root_rank = 1}), "outputs[0][2] is float16[2]");
+  EXPECT_INVALID_ARGUMENT(pg->gather(some, in, {.root_rank = 1}), "outputs[0][2] is float16[2]");
   std::vector<Tensor> two_in = {cpu_tensor({2}), cpu_tensor({2})};
-  EXPECT_INVALID(pg->gather(none, two_in), "expected 1 input tensors");
-  EXPECT_INVALID(pg->gather(none, in, {.root_rank = 7}), "root_rank 7");
+  EXPECT_INVALID_ARGUMENT(pg->gather(none, two_in), "expected 1 input tensors");
+  EXPECT_INVALID_ARGUMENT(pg->gather(none, in, {.root_rank = 7}), "root_rank 7");
 
   std::vector<Tensor> out = {cpu_tensor({2})};
   pg->scatter(out, none, {.root_rank = 3});
   std::vector<std::vector<Tensor>> inputs(1, std::vector<Tensor>(4, cpu_tensor({2})));
-  EXPECT_INVALID(pg->scatter(out, inputs, {.root_rank = 3}), "empty input list on non-root");
+  EXPECT_INVALID_ARGUMENT(pg->scatter(out, inputs, {.root_rank = 3}),
+                          "empty input list on non-root");
   pg->scatter(out, inputs, {.root_rank = 1});
   inputs[0].pop_back();
-  EXPECT_INVALID(pg->scatter(out, inputs, {.root_rank = 1}), "expected 4 tensors");
+  EXPECT_INVALID_ARGUMENT(pg->scatter(out, inputs, {.root_rank = 1}), "expected 4 tensors");
   EXPECT_EQ(cpu->calls.size(), 4u);
 }
 
@@ -258,21 +251,21 @@ TEST_F(ProcessGroupTest, ReduceScatterChecks) {
   std::vector<std::vector<Tensor>> in(1, std::vector<Tensor>(4, cpu_tensor({3})));
   pg->reduce_scatter(out, in);
   in[0][1] = cpu_tensor({4});
-  EXPECT_INVALID(pg->reduce_scatter(out, in), "inputs[0][1] is float32[4]");
+  EXPECT_INVALID_ARGUMENT(pg->reduce_scatter(out, in), "inputs[0][1] is float32[4]");
   in[0].pop_back();
-  EXPECT_INVALID(pg->reduce_scatter(out, in), "expected 4 tensors in each input list");
+  EXPECT_INVALID_ARGUMENT(pg->reduce_scatter(out, in), "expected 4 tensors in each input list");
 
   Tensor o = cpu_tensor({3});
   Tensor i = cpu_tensor({12});
   pg->reduce_scatter_tensor(o, i);
   Tensor i_bad = cpu_tensor({13});
-  EXPECT_INVALID(pg->reduce_scatter_tensor(o, i_bad), "input has 13 elements");
+  EXPECT_INVALID_ARGUMENT(pg->reduce_scatter_tensor(o, i_bad), "input has 13 elements");
 
   std::vector<Tensor> outs = {cpu_tensor({1}), cpu_tensor({2})};
   std::vector<Tensor> ins = {cpu_tensor({4}), cpu_tensor({8})};
   pg->reduce_scatter_tensor_coalesced(outs, ins);
   ins[1] = cpu_tensor({8}, DType::Int8);
-  EXPECT_INVALID(pg->reduce_scatter_tensor_coalesced(outs, ins), "dtype int8");
+  EXPECT_INVALID_ARGUMENT(pg->reduce_scatter_tensor_coalesced(outs, ins), "dtype int8");
   EXPECT_EQ(cpu->calls.size(), 3u);
 }
 
@@ -280,36 +273,37 @@ TEST_F(ProcessGroupTest, AlltoallSplitSizesMustSumToTheTensor) {
   Tensor in = cpu_tensor({10, 2});
   Tensor out = cpu_tensor({6, 2});
   pg->alltoall_base(out, in, {1, 2, 3, 0}, {4, 3, 2, 1});
-  EXPECT_INVALID(pg->alltoall_base(out, in, {1, 2, 3, 0}, {4, 3, 2, 2}),
-                 "input_split_sizes [4, 3, 2, 2] sum to 11", "10 rows");
-  EXPECT_INVALID(pg->alltoall_base(out, in, {1, 2, 3}, {4, 3, 2, 1}),
-                 "output_split_sizes has 3 entries");
-  EXPECT_INVALID(pg->alltoall_base(out, in, {1, 2, 4, -1}, {4, 3, 2, 1}),
-                 "output_split_sizes[3] = -1 is negative");
+  EXPECT_INVALID_ARGUMENT(pg->alltoall_base(out, in, {1, 2, 3, 0}, {4, 3, 2, 2}),
+                          "input_split_sizes [4, 3, 2, 2] sum to 11", "10 rows");
+  EXPECT_INVALID_ARGUMENT(pg->alltoall_base(out, in, {1, 2, 3}, {4, 3, 2, 1}),
+                          "output_split_sizes has 3 entries");
+  EXPECT_INVALID_ARGUMENT(pg->alltoall_base(out, in, {1, 2, 4, -1}, {4, 3, 2, 1}),
+                          "output_split_sizes[3] = -1 is negative");
   // Empty splits mean equal parts: 10 rows do not split 4 ways.
-  EXPECT_INVALID(pg->alltoall_base(out, in, {1, 2, 3, 0}, {}), "equal parts");
+  EXPECT_INVALID_ARGUMENT(pg->alltoall_base(out, in, {1, 2, 3, 0}, {}), "equal parts");
   Tensor out8 = cpu_tensor({8, 2});
   Tensor in8 = cpu_tensor({8, 2});
   pg->alltoall_base(out8, in8, {}, {});
   Tensor out_wide = cpu_tensor({8, 3});
-  EXPECT_INVALID(pg->alltoall_base(out_wide, in8, {}, {}), "every dimension but the first");
+  EXPECT_INVALID_ARGUMENT(pg->alltoall_base(out_wide, in8, {}, {}),
+                          "every dimension but the first");
 
   std::vector<Tensor> outs(4, cpu_tensor({2}));
   std::vector<Tensor> ins(4, cpu_tensor({2}));
   pg->alltoall(outs, ins);
   ins.pop_back();
-  EXPECT_INVALID(pg->alltoall(outs, ins), "expected 4 input tensors");
+  EXPECT_INVALID_ARGUMENT(pg->alltoall(outs, ins), "expected 4 input tensors");
   EXPECT_EQ(cpu->calls.size(), 3u);
 }
 
 TEST_F(ProcessGroupTest, PointToPointChecks) {
   std::vector<Tensor> t = {cpu_tensor({2})};
-  EXPECT_INVALID(pg->send(t, 4, 0), "dst_rank 4 is out of range");
-  EXPECT_INVALID(pg->send(t, 1, 0), "send to self");
-  EXPECT_INVALID(pg->recv(t, -1, 0), "src_rank -1");
-  EXPECT_INVALID(pg->recv(t, 0, -3), "tag -3 is negative");
+  EXPECT_INVALID_ARGUMENT(pg->send(t, 4, 0), "dst_rank 4 is out of range");
+  EXPECT_INVALID_ARGUMENT(pg->send(t, 1, 0), "send to self");
+  EXPECT_INVALID_ARGUMENT(pg->recv(t, -1, 0), "src_rank -1");
+  EXPECT_INVALID_ARGUMENT(pg->recv(t, 0, -3), "tag -3 is negative");
   std::vector<Tensor> two = {cpu_tensor({2}), cpu_tensor({2})};
-  EXPECT_INVALID(pg->recv_anysource(two, 0), "exactly one");
+  EXPECT_INVALID_ARGUMENT(pg->recv_anysource(two, 0), "exactly one");
   EXPECT_TRUE(cpu->calls.empty());
 }
 
@@ -328,10 +322,10 @@ TEST_F(ProcessGroupTest, UnsupportedOptionalOpNamesBackendsThatSupportIt) {
   auto minimal = std::make_shared<FakeBackend>(1, 4, "minimal", /*all_optional=*/false);
   pg->set_backend(DeviceType::CPU, minimal);
   std::vector<Tensor> t = {cpu_tensor({2})};
-  EXPECT_INVALID(pg->allreduce_coalesced(t),
-                 "the minimal backend does not support allreduce_coalesced",
-                 "backends that do: ", "pg_test_full");
-  EXPECT_INVALID(pg->monitored_barrier(), "does not support monitored_barrier");
+  EXPECT_INVALID_ARGUMENT(pg->allreduce_coalesced(t),
+                          "the minimal backend does not support allreduce_coalesced",
+                          "backends that do: ", "pg_test_full");
+  EXPECT_INVALID_ARGUMENT(pg->monitored_barrier(), "does not support monitored_barrier");
   EXPECT_EQ(pg->sequence_number(), 0u);
 }
 
@@ -347,20 +341,21 @@ TEST_F(ProcessGroupTest, BarrierGoesToTheCpuBackend) {
 }
 
 TEST_F(ProcessGroupTest, SetBackendRejectsAMismatchedRank) {
-  EXPECT_INVALID(pg->set_backend(DeviceType::CPU, std::make_shared<FakeBackend>(0, 4)),
-                 "is rank 0 of 4");
+  EXPECT_INVALID_ARGUMENT(pg->set_backend(DeviceType::CPU, std::make_shared<FakeBackend>(0, 4)),
+                          "is rank 0 of 4");
 }
 
 TEST(ProcessGroupConstruction, RejectsBadRankSizeAndTimeout) {
   auto store = std::make_shared<HashStore>();
-  EXPECT_INVALID(ProcessGroup(store, 4, 4, {}), "rank 4 is out of range");
-  EXPECT_INVALID(ProcessGroup(store, 0, 0, {}), "size 0");
-  EXPECT_INVALID(ProcessGroup(store, 0, 2, {.timeout = std::chrono::milliseconds(0)}),
-                 "timeout must be positive");
-  EXPECT_INVALID(ProcessGroup(store, 0, 2, {.backend = "no_such_backend"}),
-                 "unknown backend 'no_such_backend'");
-  EXPECT_INVALID(ProcessGroup(store, 0, 2, {.backend = "cpu:"}), "unknown backend ''");
-  EXPECT_INVALID(ProcessGroup(store, 0, 2, {.backend = "tpu:x"}), "unknown device type 'tpu'");
+  EXPECT_INVALID_ARGUMENT(ProcessGroup(store, 4, 4, {}), "rank 4 is out of range");
+  EXPECT_INVALID_ARGUMENT(ProcessGroup(store, 0, 0, {}), "size 0");
+  EXPECT_INVALID_ARGUMENT(ProcessGroup(store, 0, 2, {.timeout = std::chrono::milliseconds(0)}),
+                          "timeout must be positive");
+  EXPECT_INVALID_ARGUMENT(ProcessGroup(store, 0, 2, {.backend = "no_such_backend"}),
+                          "unknown backend 'no_such_backend'");
+  EXPECT_INVALID_ARGUMENT(ProcessGroup(store, 0, 2, {.backend = "cpu:"}), "unknown backend ''");
+  EXPECT_INVALID_ARGUMENT(ProcessGroup(store, 0, 2, {.backend = "tpu:x"}),
+                          "unknown device type 'tpu'");
 }
 
 // A registered backend that records the configuration it was built with.
@@ -388,12 +383,14 @@ TEST(BackendRegistry, RegisterFindAndRejectDuplicates) {
   auto names = registered_backends();
   EXPECT_NE(std::find(names.begin(), names.end(), "pg_test_configured"), names.end());
   EXPECT_TRUE(std::is_sorted(names.begin(), names.end()));
-  EXPECT_INVALID(register_backend({.name = "pg_test_configured",
-                                   .devices = {DeviceType::CPU},
-                                   .factory = [](const BackendConfig&) { return nullptr; }}),
-                 "already registered");
-  EXPECT_INVALID(register_backend({.name = "", .devices = {DeviceType::CPU}}), "empty");
-  EXPECT_INVALID(register_backend({.name = "x", .devices = {DeviceType::CPU}}), "no factory");
+  EXPECT_INVALID_ARGUMENT(
+      register_backend({.name = "pg_test_configured",
+                        .devices = {DeviceType::CPU},
+                        .factory = [](const BackendConfig&) { return nullptr; }}),
+      "already registered");
+  EXPECT_INVALID_ARGUMENT(register_backend({.name = "", .devices = {DeviceType::CPU}}), "empty");
+  EXPECT_INVALID_ARGUMENT(register_backend({.name = "x", .devices = {DeviceType::CPU}}),
+                          "no factory");
 }
 
 TEST(BackendRegistry, GroupBuildsItsBackendsFromTheRegistry) {
@@ -445,9 +442,9 @@ TEST(NewGroup, MembersGetARankedSubgroupAndOthersNull) {
   auto again = world[0]->new_group({0, 1, 2, 3});
   ASSERT_NE(again, nullptr);
   EXPECT_EQ(again->group_name(), "default/2");
-  EXPECT_INVALID(world[0]->new_group({0, 0}), "listed twice");
-  EXPECT_INVALID(world[0]->new_group({5}), "rank 5 is out of range");
-  EXPECT_INVALID(world[0]->new_group({}), "must not be empty");
+  EXPECT_INVALID_ARGUMENT(world[0]->new_group({0, 0}), "listed twice");
+  EXPECT_INVALID_ARGUMENT(world[0]->new_group({5}), "rank 5 is out of range");
+  EXPECT_INVALID_ARGUMENT(world[0]->new_group({}), "must not be empty");
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "backends/gloo/device.hpp"
 #include "backends/gloo/store_adapter.hpp"
 #include "backends/gloo/work.hpp"
+#include "core/error_context.hpp"
 #include "core/logging.hpp"
 #include "tutti/errors.hpp"
 
@@ -55,16 +56,9 @@ std::string message_of(const std::exception_ptr& error) {
 
 std::exception_ptr translate_current_exception(const std::string& what,
                                                std::chrono::milliseconds timeout) {
+  if (auto tutti_error = with_context(what)) return tutti_error;
   try {
     throw;
-  } catch (const InvalidArgument& e) {
-    return std::make_exception_ptr(InvalidArgument(fmt::format("{}: {}", what, e.what())));
-  } catch (const TimeoutError& e) {
-    return std::make_exception_ptr(TimeoutError(fmt::format("{}: {}", what, e.what())));
-  } catch (const DistNetworkError& e) {
-    return std::make_exception_ptr(DistNetworkError(fmt::format("{}: {}", what, e.what())));
-  } catch (const Error& e) {
-    return std::make_exception_ptr(DistBackendError(fmt::format("{}: {}", what, e.what())));
   } catch (const ::gloo::IoException& e) {
     const std::string message = e.what();
     if (message.find("imed out") != std::string::npos) {

@@ -3,44 +3,23 @@
 
 #include <chrono>
 #include <exception>
-#include <functional>
 #include <string>
 
-#include "tutti/work.hpp"
+#include "core/engine_work.hpp"
 
 namespace tutti::gloo_backend {
 
-// A Work the backend completes through complete(); cancel() runs the hook
-// given by the operation (e.g. aborting a pending transfer).
-class GlooWork : public Work {
+// A Work of the gloo engine, with the timeout its operation runs under.
+class GlooWork : public EngineWork {
  public:
   GlooWork(OpType op, std::string description, std::vector<Tensor> outputs,
            std::chrono::milliseconds timeout)
-      : Work(op, std::move(description), std::move(outputs)), timeout_(timeout) {}
+      : EngineWork(op, std::move(description), std::move(outputs)), timeout_(timeout) {}
 
   std::chrono::milliseconds timeout() const { return timeout_; }
-  void set_cancel(std::function<void()> hook) { cancel_hook_ = std::move(hook); }
-  void set_helper(std::function<void()> hook) { helper_ = std::move(hook); }
-  bool complete(std::exception_ptr error = nullptr) { return finish(std::move(error)); }
-  void set_result(std::vector<Tensor> outputs) { set_outputs(std::move(outputs)); }
-  void set_source(int rank) { set_source_rank(rank); }
-  // Completes the work with `error` and stops its transfer.
-  void fail_and_cancel(std::exception_ptr error) {
-    if (finish(std::move(error))) cancel();
-  }
-
- protected:
-  void cancel() override {
-    if (cancel_hook_) cancel_hook_();
-  }
-  void help_on_wait() override {
-    if (helper_) helper_();
-  }
 
  private:
   const std::chrono::milliseconds timeout_;
-  std::function<void()> cancel_hook_;  // set before the work is shared
-  std::function<void()> helper_;       // set before the work is shared
 };
 
 // what() of an exception_ptr, for logs.

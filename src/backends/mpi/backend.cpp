@@ -14,6 +14,7 @@
 
 #include "backends/mpi/runtime.hpp"
 #include "backends/mpi/work.hpp"
+#include "core/error_context.hpp"
 #include "core/logging.hpp"
 #include "tutti/errors.hpp"
 
@@ -48,14 +49,9 @@ thread_local Running t_running;
 
 // The exception in flight as a tutti error that starts with `what`.
 std::exception_ptr translate_current(const std::string& what) {
+  if (auto tutti_error = with_context(what)) return tutti_error;
   try {
     throw;
-  } catch (const InvalidArgument& e) {
-    return std::make_exception_ptr(InvalidArgument(fmt::format("{}: {}", what, e.what())));
-  } catch (const TimeoutError& e) {
-    return std::make_exception_ptr(TimeoutError(fmt::format("{}: {}", what, e.what())));
-  } catch (const DistNetworkError& e) {
-    return std::make_exception_ptr(DistNetworkError(fmt::format("{}: {}", what, e.what())));
   } catch (const std::exception& e) {
     return std::make_exception_ptr(DistBackendError(fmt::format("{}: {}", what, e.what())));
   } catch (...) {

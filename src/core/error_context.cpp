@@ -1,0 +1,25 @@
+#include "core/error_context.hpp"
+
+#include <fmt/format.h>
+
+#include "tutti/errors.hpp"
+
+namespace tutti {
+
+std::exception_ptr with_context(const std::string& what) {
+  try {
+    throw;
+  } catch (const InvalidArgument& e) {
+    return std::make_exception_ptr(InvalidArgument(fmt::format("{}: {}", what, e.what())));
+  } catch (const TimeoutError& e) {
+    return std::make_exception_ptr(TimeoutError(fmt::format("{}: {}", what, e.what())));
+  } catch (const DistNetworkError& e) {
+    return std::make_exception_ptr(DistNetworkError(fmt::format("{}: {}", what, e.what())));
+  } catch (const Error& e) {
+    return std::make_exception_ptr(DistBackendError(fmt::format("{}: {}", what, e.what())));
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+}  // namespace tutti
