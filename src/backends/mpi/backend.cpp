@@ -104,13 +104,16 @@ struct MpiBackend::Core {
   milliseconds running_timeout{0};              // GUARDED_BY(mutex)
   bool running_polls = false;                   // GUARDED_BY(mutex): enforces its own deadline
   std::vector<std::shared_ptr<Posted>> posted;  // GUARDED_BY(mutex)
-  uint64_t next_sequence = 0;                   // GUARDED_BY(mutex)
-  std::optional<std::string> broken;            // GUARDED_BY(mutex)
-  bool stopping = false;                        // GUARDED_BY(mutex)
-  bool worker_waiting = false;                  // GUARDED_BY(mutex): in any wait
-  bool worker_idle = false;                     // GUARDED_BY(mutex): waiting for work
-  bool worker_done = false;                     // GUARDED_BY(mutex)
-  bool watchdog_stop = false;                   // GUARDED_BY(mutex)
+  // Collectives and point-to-point calls are numbered apart, so that a
+  // collective has the same number on every rank whatever sends it saw.
+  uint64_t next_sequence = 0;         // GUARDED_BY(mutex)
+  uint64_t next_p2p = 0;              // GUARDED_BY(mutex)
+  std::optional<std::string> broken;  // GUARDED_BY(mutex)
+  bool stopping = false;              // GUARDED_BY(mutex)
+  bool worker_waiting = false;        // GUARDED_BY(mutex): in any wait
+  bool worker_idle = false;           // GUARDED_BY(mutex): waiting for work
+  bool worker_done = false;           // GUARDED_BY(mutex)
+  bool watchdog_stop = false;         // GUARDED_BY(mutex)
   std::thread worker;
   std::thread watchdog;
 
@@ -536,7 +539,7 @@ std::shared_ptr<Work> MpiBackend::post_p2p(OpType op, const Tensor& tensor, int 
   uint64_t number = 0;
   {
     std::lock_guard<std::mutex> lock(core.mutex);
-    number = ++core.next_sequence;
+    number = ++core.next_p2p;
   }
   const std::string peer_text =
       peer == MPI_ANY_SOURCE ? std::string("any rank") : fmt::format("rank {}", peer);
