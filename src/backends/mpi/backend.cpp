@@ -361,6 +361,10 @@ MpiBackend::MpiBackend(MPI_Comm comm, int rank, int size, std::string group_name
     set_errors_return(comm_);
     check(MPI_Comm_dup(comm_, &control_comm_), "MPI_Comm_dup");
     set_errors_return(control_comm_);
+    int flag = 0;
+    int* tag_ub = nullptr;
+    MPI_Comm_get_attr(comm_, MPI_TAG_UB, static_cast<void*>(&tag_ub), &flag);
+    if (flag && tag_ub != nullptr) tag_ub_ = *tag_ub;
   }
   auto core = core_;
   core_->worker = std::thread([core] { core->worker_loop(); });
@@ -563,12 +567,9 @@ std::shared_ptr<Work> MpiBackend::post_p2p(OpType op, const Tensor& tensor, int 
   }
   {
     CallLock call;
-    int flag = 0;
-    int* tag_ub = nullptr;
-    MPI_Comm_get_attr(comm_, MPI_TAG_UB, static_cast<void*>(&tag_ub), &flag);
-    if (flag && tag_ub != nullptr && tag > *tag_ub) {
+    if (tag > tag_ub_) {
       throw InvalidArgument(fmt::format("{}: tag {} is above this MPI's largest tag, {}",
-                                        work->description(), tag, *tag_ub));
+                                        work->description(), tag, tag_ub_));
     }
     void* data = const_cast<void*>(tensor.data_ptr());
     const MPI_Datatype type = datatype(tensor.dtype());

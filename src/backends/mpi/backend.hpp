@@ -117,6 +117,7 @@ class MpiBackend : public Backend {
   // they never match a user's send or recv.
   MPI_Comm control_comm_ = MPI_COMM_NULL;
   uint64_t monitored_barriers_ = 0;
+  int tag_ub_ = 32767;  // MPI_TAG_UB of comm_ (the standard's minimum until read)
   // The queue, the posted transfers and the threads, shared with the threads
   // so that a worker stuck in MPI past its deadline can be left behind.
   struct Core;

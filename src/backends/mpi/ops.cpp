@@ -106,6 +106,23 @@ void call_collective(bool polls, const char* name, Blocking blocking, Nonblockin
   await_request(&request, name);
 }
 
+// This rank's block of the reduction of every rank's `input` into `output`
+// (n elements), with AVG and PREMUL_SUM applied.
+void reduce_scatter_block(Tensor& output, const Tensor& input, int n, const ReduceOp& op,
+                          int64_t contributions, MPI_Comm comm) {
+  const DType dtype = output.dtype();
+  Tensor in = contribution(input, op);
+  // MPI forbids overlapping send and receive buffers.
+  if (in.data_ptr() == input.data_ptr() && overlaps(input, output)) in = input.clone();
+  {
+    CallLock call;
+    check(MPI_Reduce_scatter_block(in.data_ptr(), output.data_ptr(), n, datatype(dtype),
+                                   mpi_op(op, dtype), comm),
+          "MPI_Reduce_scatter_block");
+  }
+  finish_average(output, op, contributions);
+}
+
 }  // namespace
 
 std::shared_ptr<Work> MpiBackend::broadcast(std::vector<Tensor>& tensors,
@@ -395,18 +412,7 @@ std::shared_ptr<Work> MpiBackend::reduce_scatter_tensor(Tensor& output, Tensor& 
   const int64_t contributions = size();
   return enqueue(OpType::REDUCE_SCATTER_TENSOR, opts.timeout, {output},
                  [output, input, op, n, contributions, comm]() mutable {
-                   const DType dtype = output.dtype();
-                   Tensor in = contribution(input, op);
-                   if (in.data_ptr() == input.data_ptr() && overlaps(input, output)) {
-                     in = input.clone();
-                   }
-                   {
-                     CallLock call;
-                     check(MPI_Reduce_scatter_block(in.data_ptr(), output.data_ptr(), n,
-                                                    datatype(dtype), mpi_op(op, dtype), comm),
-                           "MPI_Reduce_scatter_block");
-                   }
-                   finish_average(output, op, contributions);
+                   reduce_scatter_block(output, input, n, op, contributions, comm);
                  });
 }
 
@@ -422,19 +428,8 @@ std::shared_ptr<Work> MpiBackend::reduce_scatter_tensor_coalesced(
   return enqueue(OpType::REDUCE_SCATTER_TENSOR_COALESCED, opts.timeout, outputs,
                  [outputs, inputs, counts, op, contributions, comm]() mutable {
                    for (size_t i = 0; i < inputs.size(); ++i) {
-                     const DType dtype = outputs[i].dtype();
-                     Tensor in = contribution(inputs[i], op);
-                     if (in.data_ptr() == inputs[i].data_ptr() && overlaps(in, outputs[i])) {
-                       in = inputs[i].clone();
-                     }
-                     {
-                       CallLock call;
-                       check(
-                           MPI_Reduce_scatter_block(in.data_ptr(), outputs[i].data_ptr(), counts[i],
-                                                    datatype(dtype), mpi_op(op, dtype), comm),
-                           "MPI_Reduce_scatter_block");
-                     }
-                     finish_average(outputs[i], op, contributions);
+                     reduce_scatter_block(outputs[i], inputs[i], counts[i], op, contributions,
+                                          comm);
                    }
                  });
 }
