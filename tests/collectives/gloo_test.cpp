@@ -3,6 +3,7 @@
 // an aborted recv, a group destroyed with work in flight).
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <thread>
@@ -93,6 +94,37 @@ TEST(GlooAlgorithms, RingAndBcubeAgreeWithTheReference) {
         },
         {.env = {{"TUTTI_GLOO_ALLREDUCE", algorithm}}});
   }
+}
+
+// gloo writes with writev(), so a write to a peer that has gone raises
+// SIGPIPE, which by default kills the process instead of letting gloo report
+// the error (seen as a rank killed by SIGPIPE in KilledPeerIsANetworkError...).
+TEST(GlooSetup, SigpipeNoLongerKillsTheProcess) {
+  run_ranks(1, [](const RankContext& ctx) {
+    ::signal(SIGPIPE, SIG_DFL);
+    auto pg = make_gloo_group(ctx);
+    struct sigaction now {};
+    ASSERT_EQ(::sigaction(SIGPIPE, nullptr, &now), 0);
+    EXPECT_EQ(now.sa_handler, SIG_IGN);
+    int fds[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    ::close(fds[1]);
+    char byte = 0;
+    EXPECT_EQ(::write(fds[0], &byte, 1), -1);  // the process survives it
+    EXPECT_EQ(errno, EPIPE);
+    ::close(fds[0]);
+  });
+}
+
+TEST(GlooSetup, AHandlerOfTheProgramIsKept) {
+  run_ranks(1, [](const RankContext& ctx) {
+    static void (*handler)(int) = [](int) {};
+    ::signal(SIGPIPE, handler);
+    auto pg = make_gloo_group(ctx);
+    struct sigaction now {};
+    ASSERT_EQ(::sigaction(SIGPIPE, nullptr, &now), 0);
+    EXPECT_EQ(now.sa_handler, handler);
+  });
 }
 
 TEST(GlooFaults, StalledPeerTimesOutNamingTheOperation) {

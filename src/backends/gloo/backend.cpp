@@ -6,7 +6,9 @@
 #include <gloo/rendezvous/context.h>
 #include <gloo/rendezvous/prefix_store.h>
 
+#include <csignal>
 #include <cstdlib>
+#include <mutex>
 
 #include "backends/gloo/algorithms.hpp"
 #include "backends/gloo/device.hpp"
@@ -17,6 +19,27 @@
 #include "tutti/errors.hpp"
 
 namespace tutti::gloo_backend {
+namespace {
+
+// gloo writes to its sockets with writev(), which raises SIGPIPE when the
+// peer has gone; by default that kills the process before gloo can report
+// the broken connection. Python ignores SIGPIPE, so PyTorch never meets
+// this; a C++ program must. A handler the program installed is kept.
+void ignore_sigpipe_once(int rank, const std::string& group) {
+  static std::once_flag once;
+  std::call_once(once, [&] {
+    struct sigaction current {};
+    if (::sigaction(SIGPIPE, nullptr, &current) != 0 || current.sa_handler != SIG_DFL) return;
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    sigemptyset(&ignore.sa_mask);
+    ::sigaction(SIGPIPE, &ignore, nullptr);
+    TUTTI_LOG(LogLevel::INFO, rank, group,
+              "gloo: SIGPIPE is now ignored, so that a peer that exits is reported as an error");
+  });
+}
+
+}  // namespace
 
 AllreduceAlgorithm parse_algorithm(const std::string& name) {
   if (name == "auto") return AllreduceAlgorithm::AUTO;
@@ -83,6 +106,7 @@ GlooBackend::GlooBackend(std::shared_ptr<Store> store, int rank, int size, std::
       store_(std::move(store)),
       group_name_(std::move(group_name)),
       options_(std::move(options)) {
+  ignore_sigpipe_once(rank, group_name_);
   if (options_.devices.empty()) options_.devices = default_devices();
   if (options_.threads < 1) {
     throw InvalidArgument(
