@@ -6,17 +6,20 @@
 #include <gloo/rendezvous/context.h>
 #include <gloo/rendezvous/prefix_store.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <mutex>
 
 #include "backends/gloo/algorithms.hpp"
 #include "backends/gloo/device.hpp"
+#include "backends/gloo/rendezvous.hpp"
 #include "backends/gloo/store_adapter.hpp"
 #include "backends/gloo/work.hpp"
 #include "core/error_context.hpp"
 #include "core/logging.hpp"
 #include "tutti/errors.hpp"
+#include "tutti/prefix_store.hpp"
 
 namespace tutti::gloo_backend {
 namespace {
@@ -117,14 +120,28 @@ GlooBackend::GlooBackend(std::shared_ptr<Store> store, int rank, int size, std::
     // Each context rendezvouses under its own prefix of the group's store.
     ::gloo::rendezvous::PrefixStore prefixed(std::to_string(i), adapter);
     auto context = std::make_shared<::gloo::rendezvous::Context>(rank, size);
+    // gloo waits up to five times this for each connection to form (its
+    // Pair::waitUntilConnected), and pairs keep the timeout they were made
+    // with, so connecting can take that long.
     context->setTimeout(options_.timeout);
     try {
       context->connectFullMesh(prefixed, options_.devices[i]);
     } catch (...) {
-      std::rethrow_exception(translate_current_exception(
-          fmt::format("gloo: connecting rank {} of group '{}' to its {} peers over {}", rank,
-                      group_name_, size - 1, options_.devices[i]->str()),
-          options_.timeout));
+      const std::string what =
+          fmt::format("gloo: connecting rank {} of group '{}' to its {} peer{} over {}", rank,
+                      group_name_, size - 1, size == 2 ? "" : "s", options_.devices[i]->str());
+      std::exception_ptr error;
+      try {
+        throw;
+      } catch (const ::gloo::IoException& e) {
+        // Not a broken connection (there was none yet): say what gloo says.
+        error = std::make_exception_ptr(DistNetworkError(fmt::format("{}: {}", what, e.what())));
+      } catch (...) {
+        error = translate_current_exception(what, options_.timeout);
+      }
+      tutti::PrefixStore device_keys(std::to_string(i), store_);
+      std::rethrow_exception(
+          with_detail(error, explain_connect_failure(device_keys, rank, size, message_of(error))));
     }
     contexts_.push_back(std::move(context));
   }
