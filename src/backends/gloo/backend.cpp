@@ -157,7 +157,7 @@ GlooBackend::~GlooBackend() {
     stopping_ = true;
     abandoned.swap(queue_);
   }
-  queue_cv_.notify_all();
+  grace_timer_.stop();
   for (auto& queued : abandoned) {
     auto& work = queued.work;
     work->complete(std::make_exception_ptr(DistBackendError(
@@ -197,12 +197,15 @@ namespace {
 // the thread that waits on it to run it (Work::wait) before a worker does.
 constexpr std::chrono::microseconds kInlineGrace{500};
 
+std::chrono::steady_clock::time_point ready_time(std::chrono::steady_clock::time_point enqueued) {
+  return enqueued + kInlineGrace;
+}
+
 }  // namespace
 
 std::shared_ptr<Work> GlooBackend::enqueue(OpType op, std::chrono::milliseconds timeout,
                                            std::vector<Tensor> outputs, Job job) {
   std::shared_ptr<GlooWork> work;
-  bool wake = false;
   {
     std::lock_guard<std::mutex> lock(queue_mutex_);
     const uint64_t sequence = ++next_sequence_;
@@ -223,12 +226,12 @@ std::shared_ptr<Work> GlooBackend::enqueue(OpType op, std::chrono::milliseconds 
       });
     }
     // A Work its caller drops still runs: the other ranks take part in it.
-    queue_.push_back({work, [ctx, job = std::move(job), raw = work.get()] { job(ctx, *raw); },
-                      std::chrono::steady_clock::now()});
-    // A worker in its grace wait wakes by itself; only an idle one needs it.
-    wake = idle_workers_ > 0;
+    const auto now = std::chrono::steady_clock::now();
+    queue_.push_back(
+        {work, [ctx, job = std::move(job), raw = work.get()] { job(ctx, *raw); }, now});
+    // A new head starts its grace; a later operation's follows the head's.
+    if (queue_.size() == 1) grace_timer_.arm(ready_time(now));
   }
-  if (wake) queue_cv_.notify_one();
   return work;
 }
 
@@ -252,8 +255,7 @@ void GlooBackend::help(const GlooWork* target) {
       auto it = std::find_if(queue_.begin(), queue_.end(),
                              [&](const Queued& q) { return q.work.get() == target; });
       if (it == queue_.end()) return;  // taken by a worker, or done
-      next = std::move(queue_.front());
-      queue_.pop_front();
+      next = pop_head();
     }
     const bool mine = next.work.get() == target;
     run(next);
@@ -261,28 +263,31 @@ void GlooBackend::help(const GlooWork* target) {
   }
 }
 
+GlooBackend::Queued GlooBackend::pop_head() {
+  Queued head = std::move(queue_.front());
+  queue_.pop_front();
+  if (queue_.empty()) {
+    grace_timer_.disarm();
+  } else {
+    grace_timer_.arm(ready_time(queue_.front().enqueued_at));
+  }
+  return head;
+}
+
 void GlooBackend::worker_loop() {
-  using Clock = std::chrono::steady_clock;
   std::unique_lock<std::mutex> lock(queue_mutex_);
-  while (true) {
-    if (queue_.empty()) {
-      if (stopping_) return;
-      ++idle_workers_;
-      queue_cv_.wait(lock);
-      --idle_workers_;
+  while (!stopping_) {
+    if (!queue_.empty() &&
+        std::chrono::steady_clock::now() >= ready_time(queue_.front().enqueued_at)) {
+      Queued next = pop_head();
+      lock.unlock();
+      run(next);
+      next = {};
+      lock.lock();
       continue;
     }
-    Queued& front = queue_.front();
-    const auto ready = front.enqueued_at + kInlineGrace;
-    if (!stopping_ && Clock::now() < ready) {
-      queue_cv_.wait_until(lock, ready);
-      continue;
-    }
-    Queued next = std::move(front);
-    queue_.pop_front();
     lock.unlock();
-    run(next);
-    next = {};
+    grace_timer_.wait();
     lock.lock();
   }
 }
