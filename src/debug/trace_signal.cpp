@@ -46,8 +46,9 @@ void dump_on_wake(int read_fd) {
     if (n <= 0) return;
     const std::string dir = signal_dump_dir();
     try {
-      const std::string path = write_dump(FlightRecorder::global().snapshot("SIGUSR1"), dir);
-      TUTTI_LOG(LogLevel::WARNING, -1, "", "SIGUSR1: flight recorder written to {}", path);
+      const Dump dump = FlightRecorder::global().snapshot("SIGUSR1");
+      const std::string path = write_dump(dump, dir);
+      TUTTI_LOG(LogLevel::WARNING, dump.rank, "", "SIGUSR1: flight recorder written to {}", path);
     } catch (const std::exception& e) {
       TUTTI_LOG(LogLevel::ERROR, -1, "", "SIGUSR1: {}", e.what());
     }
