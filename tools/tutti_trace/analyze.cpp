@@ -172,20 +172,25 @@ GroupReport analyze_group(const std::string& name, int size, std::vector<Member>
         }
       }
     }
-    // The first collective after that which no present rank completed.
+    // The first collective after that which not every present rank
+    // completed: where the others stopped without it.
     for (uint64_t seq : seqs) {
       if (seq <= mi.joined_at_least) continue;
-      bool completed_somewhere = false;
+      bool completed_everywhere = true;
       std::vector<std::string> states;
       std::string op;
       for (const auto& m : members) {
         auto it = m.collectives.find(seq);
-        if (it == m.collectives.end()) continue;
+        if (it == m.collectives.end()) {
+          completed_everywhere = false;
+          states.push_back(fmt::format("not issued on rank {}", m.rank));
+          continue;
+        }
         op = to_string(it->second->op);
-        completed_somewhere |= it->second->state == EntryState::COMPLETED;
+        completed_everywhere &= it->second->state == EntryState::COMPLETED;
         states.push_back(fmt::format("{} on rank {}", to_string(it->second->state), m.rank));
       }
-      if (completed_somewhere) continue;
+      if (completed_everywhere) continue;
       mi.stopped_at = seq;
       mi.stopped_op = fmt::format("{}: {}", op, fmt::join(states, ", "));
       break;

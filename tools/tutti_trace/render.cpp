@@ -84,10 +84,11 @@ std::string render_text(const Report& report) {
               : std::string("no completed collective proves where it was");
       line(fmt::format("  MISSING rank {}: {}", m.rank, where));
       if (m.stopped_at > 0) {
-        line(
-            fmt::format("    the ranks with a dump stopped at #{} ({}): rank {} stopped after "
-                        "#{}",
-                        m.stopped_at, m.stopped_op, m.rank, m.stopped_at - 1));
+        line(fmt::format("    the ranks with a dump stopped at #{} ({}){}", m.stopped_at,
+                         m.stopped_op,
+                         m.stopped_at == m.joined_at_least + 1
+                             ? fmt::format(": rank {} stopped after #{}", m.rank, m.joined_at_least)
+                             : std::string()));
       }
     }
     for (const auto& mm : g.mismatches) {
