@@ -10,9 +10,13 @@
 // a rename (a reader never sees half a dump):
 //   - automatically when an operation of a group fails (its first failure
 //     only), if TUTTI_TRACE_DIR is set;
-//   - on SIGUSR1, into TUTTI_TRACE_DIR or else the working directory (the
-//     handler is installed with the first group, unless the program has a
-//     SIGUSR1 handler of its own);
+//   - on SIGUSR1, into TUTTI_TRACE_DIR or else the working directory; the
+//     process goes on;
+//   - on SIGTERM, if TUTTI_TRACE_DIR is set; the process then terminates as
+//     SIGTERM would have (launchers such as tuttirun stop the other ranks
+//     with SIGTERM as soon as one fails, often before they fail themselves);
+//     the signal handlers are installed with the first group, only for
+//     signals the program has no handler of its own for;
 //   - on demand, through dump_trace().
 //
 // When an operation fails, the first rank of the group to fail publishes

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -243,7 +244,10 @@ std::string write_dump(const Dump& dump, const std::string& dir) {
   const fs::path path = fs::path(dir) / name;
   std::error_code ec;
   fs::create_directories(dir, ec);  // an existing directory is fine
-  const fs::path temp = fs::path(dir) / fmt::format(".{}.tmp.{}", name, getpid());
+  // Unique per call: a signal's dump and a failure's may be written at once.
+  static std::atomic<uint64_t> writes{0};
+  const fs::path temp =
+      fs::path(dir) / fmt::format(".{}.tmp.{}.{}", name, getpid(), writes.fetch_add(1));
   const std::string text = to_json(dump);
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {

@@ -10,7 +10,7 @@ namespace tutti::trace {
 std::shared_ptr<GroupTracer> GroupTracer::create(std::shared_ptr<Store> store, int rank, int size,
                                                  std::string group_name, FlightRecorder& recorder) {
   const uint32_t index = recorder.register_group(group_name, rank, size);
-  if (recorder.enabled() && &recorder == &FlightRecorder::global()) install_sigusr1_dump();
+  if (recorder.enabled() && &recorder == &FlightRecorder::global()) install_signal_dumps();
   return std::make_shared<GroupTracer>(std::move(store), rank, std::move(group_name), recorder,
                                        index);
 }

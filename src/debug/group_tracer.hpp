@@ -86,9 +86,11 @@ class GroupTracer : public WorkObserver, public std::enable_shared_from_this<Gro
 };
 
 // Dumps the process's recorder when SIGUSR1 arrives (into TUTTI_TRACE_DIR,
-// else the working directory). The handler only writes a byte to a pipe; a
-// background thread does the dump. Installed once per process, and only if
-// SIGUSR1 still has its default action (a program's own handler is kept).
-void install_sigusr1_dump();
+// else the working directory) and, while TUTTI_TRACE_DIR is set, when
+// SIGTERM arrives (then terminates as SIGTERM would). The handlers only write
+// a byte to a pipe; a background thread does the dump. Installed once per
+// process, and only for signals that still have their default action (a
+// program's own handler is kept).
+void install_signal_dumps();
 
 }  // namespace tutti::trace

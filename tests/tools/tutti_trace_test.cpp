@@ -151,6 +151,7 @@ TEST(TuttiTrace, NamesAMissingRankAndWhatTheOthersProveAboutIt) {
     auto entries = completed_allreduces(3);
     Entry b = op(4, OpType::BROADCAST, rank == 0 ? EntryState::COMPLETED : EntryState::FAILED);
     b.root = 0;
+    if (rank == 3) b.completed_us -= 1'000'000;  // failed a second before rank 1
     entries.push_back(b);
     trace::write_dump(dump_of(rank, 4, entries), dir.path());
   }
@@ -158,6 +159,10 @@ TEST(TuttiTrace, NamesAMissingRankAndWhatTheOthersProveAboutIt) {
   EXPECT_EQ(text.exit_code, 1) << text.output;
   EXPECT_TRUE(contains(text.output, "world size 4: 3 of 4 rank(s) left a dump")) << text.output;
   EXPECT_TRUE(contains(text.output, "MISSING: rank 2 left no dump")) << text.output;
+  EXPECT_TRUE(contains(text.output,
+                       "first failure: rank 3 at 07:59:58.000 UTC, broadcast #4 "
+                       "(failed;"))
+      << text.output;
   EXPECT_TRUE(contains(text.output,
                        "MISSING rank 2: it took part in collectives up to at least #3 (allreduce "
                        "#3 completed on rank 0, which needs every rank)"))

@@ -267,6 +267,15 @@ Report analyze(std::vector<trace::Dump> dumps, const Options& options) {
       }
     }
   }
+  for (const auto& d : unique) {
+    for (const auto& e : d.entries) {
+      if (e.state != EntryState::FAILED) continue;
+      if (report.first_failure && e.completed_us >= report.first_failure_us) continue;
+      report.first_failure = ref(d.rank, e, d);
+      report.first_failure_group = e.group;
+      report.first_failure_us = e.completed_us;
+    }
+  }
   for (const auto& name : names) {
     report.groups.push_back(analyze_group(name, group_size[name], members[name], options));
   }

@@ -76,6 +76,11 @@ struct Report {
   std::vector<int> missing_ranks;  // world ranks without a dump
   std::vector<std::string> notes;  // inconsistencies between the dumps
   std::vector<GroupReport> groups;
+  // The earliest failure on any rank (by wall clock; the ranks of one host
+  // share it), with its group: usually the root cause.
+  std::optional<OpRef> first_failure;
+  std::string first_failure_group;
+  int64_t first_failure_us = 0;
   int problems = 0;  // missing ranks + failed ranks + stuck ops + mismatches
 };
 

@@ -47,6 +47,11 @@ std::string render_text(const Report& report) {
                     r));
   }
   for (const auto& note : report.notes) line("note: " + note);
+  if (report.first_failure) {
+    line(fmt::format("first failure: rank {} at {}, {} on group '{}'", report.first_failure->rank,
+                     clock_time(report.first_failure_us), op_text(*report.first_failure),
+                     report.first_failure_group));
+  }
   for (const auto& g : report.groups) {
     line("");
     line(fmt::format("group '{}' (size {}; dumps from rank{} {})", g.name, g.size,
@@ -112,6 +117,11 @@ std::string render_json(const Report& report) {
   j["missing_ranks"] = report.missing_ranks;
   j["notes"] = report.notes;
   j["problems"] = report.problems;
+  j["first_failure"] = report.first_failure ? op_json(*report.first_failure) : json(nullptr);
+  if (report.first_failure) {
+    j["first_failure"]["group"] = report.first_failure_group;
+    j["first_failure"]["failed_us"] = report.first_failure_us;
+  }
   json dumps = json::array();
   for (const auto& d : report.dumps) {
     dumps.push_back({{"rank", d.rank},
