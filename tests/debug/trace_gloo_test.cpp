@@ -156,6 +156,40 @@ TEST(FlightRecorderGloo, Sigusr1WritesADumpFromTheBackgroundThread) {
             {.deadline = 60s, .env = {{"TUTTI_TRACE_DIR", dir.path()}}});
 }
 
+// Launchers stop the surviving ranks with SIGTERM: with TUTTI_TRACE_DIR set
+// the rank dumps first, then dies of SIGTERM as it would have.
+TEST(FlightRecorderGloo, SigtermDumpsThenTerminates) {
+  TempDir dir;
+  auto outcomes = run_ranks_collect(2,
+                                    [&](const RankContext& ctx) {
+                                      auto pg = make_gloo_group(ctx, 30s);
+                                      std::vector<Tensor> t = {Tensor::zeros({2}, DType::Float32)};
+                                      pg->allreduce(t)->wait();
+                                      pg->allreduce(t)->wait();
+                                      if (ctx.rank == 1) {
+                                        ::kill(::getpid(), SIGTERM);
+                                        std::this_thread::sleep_for(20s);
+                                        ADD_FAILURE() << "still alive 20 s after SIGTERM";
+                                      }
+                                    },
+                                    {.deadline = 60s,
+                                     .env = {{"TUTTI_TRACE_DIR", dir.path()}},
+                                     .kill_on_first_failure = false,
+                                     .echo_output = false});
+  ASSERT_EQ(outcomes.size(), 2u);
+  EXPECT_EQ(outcomes[0].kind, RankOutcome::Kind::Passed) << describe(outcomes[0], 2);
+  EXPECT_EQ(outcomes[1].kind, RankOutcome::Kind::Crashed) << describe(outcomes[1], 2);
+  EXPECT_EQ(outcomes[1].signal, SIGTERM);
+  const std::string path = dump_path(dir.path(), 1);
+  ASSERT_TRUE(fs::exists(path));
+  const auto dump = trace::parse_trace_dump(read_file(path));
+  EXPECT_EQ(dump.reason, "SIGTERM");
+  ASSERT_EQ(dump.entries.size(), 2u);
+  EXPECT_EQ(dump.entries[1].seq, 2u);
+  EXPECT_EQ(dump.entries[1].state, trace::EntryState::COMPLETED);
+  EXPECT_FALSE(fs::exists(dump_path(dir.path(), 0)));  // nothing failed there
+}
+
 TEST(FlightRecorderGloo, DumpTraceOnDemandRecordsPointToPoint) {
   TempDir dir;
   run_ranks(2,
