@@ -22,7 +22,11 @@
 // When an operation fails, the first rank of the group to fail publishes
 // its error in the group's store; errors raised on the other ranks then end
 // with "; rank R failed first: <op> #<seq> on group '<g>': <Type>: <what>"
-// (same exception type as without it). See docs/debugging-recorder.md.
+// (same exception type as without it). The note is added when the operation
+// completes (Work::finish asks the recorder before anyone can see the work
+// complete), so wait(), Work::exception() and the Future all carry it. The
+// store is consulted once per group, for at most 2 s: a dead store leaves
+// errors as they were. See docs/debugging-recorder.md.
 #pragma once
 
 #include <cstddef>
