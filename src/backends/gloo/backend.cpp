@@ -238,6 +238,7 @@ std::shared_ptr<Work> GlooBackend::enqueue(OpType op, std::chrono::milliseconds 
 void GlooBackend::run(Queued& queued) {
   GlooWork& work = *queued.work;
   try {
+    work.started();
     queued.run();
     work.complete();
   } catch (...) {
