@@ -256,6 +256,7 @@ TEST(RootCauseGloo, OtherRanksNameTheRankThatFailedFirst) {
           }
           // Stay alive (connections open) until the others have checked.
           store->wait({"checked/0", "checked/1"}, 30s);
+          store->set("released", "1");
           return;
         }
         std::vector<Tensor> t = {Tensor::zeros({8}, DType::Float32)};
@@ -276,6 +277,8 @@ TEST(RootCauseGloo, OtherRanksNameTheRankThatFailedFirst) {
           ADD_FAILURE() << "expected TimeoutError, got " << e.what();
         }
         store->set("checked/" + std::to_string(ctx.rank), "1");
+        // Rank 0 hosts the store: it leaves after the others' last call.
+        if (ctx.rank == 0) store->wait({"released"}, 30s);
       },
       {.deadline = 60s});
 }
