@@ -156,11 +156,14 @@ class Work {
   // Asks the engine to stop the operation; called by abort() and by a timed
   // out wait() before they finish the work. May run on any thread.
   virtual void cancel() {}
-  // Called by wait() without a timeout before it polls or sleeps, on the
-  // waiting thread: an engine may run the operation right there (within the
-  // operation's own deadline) instead of handing it to a thread of its own,
-  // which costs more than an operation of a few microseconds.
-  virtual void help_on_wait() {}
+  // Called by wait() before it polls or sleeps, on the waiting thread: an
+  // engine may run the operation right there instead of handing it to a
+  // thread of its own, which costs more than an operation of a few
+  // microseconds. `limit` is the wait's own timeout (kNoTimeout: none); the
+  // engine may run the operation only if it is sure to return within it
+  // (the operation's own deadline is no later), so a timed wait keeps its
+  // promise.
+  virtual void help_on_wait(std::chrono::milliseconds limit) { (void)limit; }
 
  private:
   const OpType op_;

@@ -28,19 +28,23 @@ class EngineWork : public Work {
   void started() { mark_started(); }
   void set_spin(std::chrono::microseconds spin) { set_spin_before_sleep(spin); }
   void set_cancel(std::function<void()> hook) { cancel_hook_ = std::move(hook); }
-  void set_helper(std::function<void()> hook) { helper_ = std::move(hook); }
+  // `hook(limit)` may run the operation on a waiting thread whose wait has
+  // `limit` (kNoTimeout: none); it must not if it could outlast the limit.
+  void set_helper(std::function<void(std::chrono::milliseconds)> hook) {
+    helper_ = std::move(hook);
+  }
 
  protected:
   void cancel() override {
     if (cancel_hook_) cancel_hook_();
   }
-  void help_on_wait() override {
-    if (helper_) helper_();
+  void help_on_wait(std::chrono::milliseconds limit) override {
+    if (helper_) helper_(limit);
   }
 
  private:
-  std::function<void()> cancel_hook_;  // set before the work is shared
-  std::function<void()> helper_;       // set before the work is shared
+  std::function<void()> cancel_hook_;                      // set before the work is shared
+  std::function<void(std::chrono::milliseconds)> helper_;  // set before the work is shared
 };
 
 }  // namespace tutti

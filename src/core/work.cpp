@@ -160,9 +160,8 @@ std::vector<Tensor> Work::result() {
 }
 
 bool Work::wait(std::chrono::milliseconds timeout) {
-  // With a limit of its own, the caller must get control back when it
-  // passes, so it does not run the operation itself.
-  if (timeout <= kNoTimeout && !done_.load(std::memory_order_acquire)) help_on_wait();
+  // The engine decides whether the operation can run here within `timeout`.
+  if (!done_.load(std::memory_order_acquire)) help_on_wait(timeout);
   if (spin_.count() > 0 && !done_.load(std::memory_order_acquire)) {
     const auto until = std::chrono::steady_clock::now() + spin_;
     while (!done_.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < until) {

@@ -234,6 +234,31 @@ TEST(GlooFaults, StalledPeerTimesOutNamingTheOperation) {
   }
 }
 
+// wait(limit) runs the operation on the waiting thread only when gloo's own
+// deadline for it is no later; here it is later, so the wait must still
+// return at its limit while the operation goes on.
+TEST(GlooFaults, ATimedWaitShorterThanTheOperationKeepsItsLimit) {
+  auto outcomes =
+      run_ranks_collect(2,
+                        [](const RankContext& ctx) {
+                          auto pg = make_gloo_group(ctx, 30s);
+                          if (ctx.rank == 1) {
+                            std::this_thread::sleep_for(3s);  // joins late
+                            std::vector<Tensor> t = {Tensor::zeros({16}, DType::Float32)};
+                            pg->allreduce(t)->wait();
+                            return;
+                          }
+                          std::vector<Tensor> t = {Tensor::zeros({16}, DType::Float32)};
+                          const auto start = std::chrono::steady_clock::now();
+                          auto work = pg->allreduce(t);
+                          EXPECT_THROW(work->wait(300ms), TimeoutError);
+                          const auto elapsed = std::chrono::steady_clock::now() - start;
+                          EXPECT_LT(elapsed, 1300ms);
+                        },
+                        {.deadline = 60s, .kill_on_first_failure = false});
+  EXPECT_EQ(outcomes[0].kind, RankOutcome::Kind::Passed) << describe(outcomes[0], 2);
+}
+
 TEST(GlooFaults, KilledPeerIsANetworkErrorWithinSeconds) {
   auto outcomes = run_ranks_collect(
       3,

@@ -24,12 +24,14 @@ void allgather_bytes(const OpContext& ctx, const void* in, void* out, size_t byt
     std::memmove(out, in, bytes);
     return;
   }
-  ::gloo::AllgatherOptions opts(ctx.context);
+  auto opts_holder = std::make_shared<::gloo::AllgatherOptions>(ctx.context);
+  auto& opts = *opts_holder;
   opts.setTag(ctx.tag);
   opts.setTimeout(ctx.timeout);
   opts.setInput(static_cast<uint8_t*>(const_cast<void*>(in)), bytes);
   opts.setOutput(static_cast<uint8_t*>(out), bytes * static_cast<size_t>(ctx.size()));
   ::gloo::allgather(opts);
+  ctx.retire(std::move(opts_holder));
 }
 
 std::vector<int64_t> bytes_per_rank(const std::vector<int64_t>& splits, const Tensor& t, int size) {
@@ -50,12 +52,14 @@ void alltoallv_bytes(const OpContext& ctx, const void* in, std::vector<int64_t> 
     if (in_bytes[0] > 0) std::memmove(out, in, static_cast<size_t>(in_bytes[0]));
     return;
   }
-  ::gloo::AlltoallvOptions opts(ctx.context);
+  auto opts_holder = std::make_shared<::gloo::AlltoallvOptions>(ctx.context);
+  auto& opts = *opts_holder;
   opts.setTag(ctx.tag);
   opts.setTimeout(ctx.timeout);
   opts.setInput(static_cast<uint8_t*>(const_cast<void*>(in)), std::move(in_bytes));
   opts.setOutput(static_cast<uint8_t*>(out), std::move(out_bytes));
   ::gloo::alltoallv(opts);
+  ctx.retire(std::move(opts_holder));
 }
 
 }  // namespace
@@ -100,7 +104,8 @@ void gather(const OpContext& ctx, std::vector<std::vector<Tensor>>& outputs,
     return;
   }
   Tensor flat;
-  ::gloo::GatherOptions opts(ctx.context);
+  auto opts_holder = std::make_shared<::gloo::GatherOptions>(ctx.context);
+  auto& opts = *opts_holder;
   opts.setTag(ctx.tag);
   opts.setTimeout(ctx.timeout);
   opts.setRoot(root_rank);
@@ -110,6 +115,7 @@ void gather(const OpContext& ctx, std::vector<std::vector<Tensor>>& outputs,
     opts.setOutput(static_cast<uint8_t*>(flat.data_ptr()), bytes * static_cast<size_t>(ctx.size()));
   }
   ::gloo::gather(opts);
+  ctx.retire(std::move(opts_holder));
   if (root) unpack(flat, 0, outputs[0]);
 }
 
@@ -122,7 +128,8 @@ void scatter(const OpContext& ctx, std::vector<Tensor>& outputs,
     output.copy_(inputs[0][0]);
     return;
   }
-  ::gloo::ScatterOptions opts(ctx.context);
+  auto opts_holder = std::make_shared<::gloo::ScatterOptions>(ctx.context);
+  auto& opts = *opts_holder;
   opts.setTag(ctx.tag);
   opts.setTimeout(ctx.timeout);
   opts.setRoot(root_rank);
@@ -133,6 +140,7 @@ void scatter(const OpContext& ctx, std::vector<Tensor>& outputs,
   }
   opts.setOutput(static_cast<uint8_t*>(output.data_ptr()), bytes);
   ::gloo::scatter(opts);
+  ctx.retire(std::move(opts_holder));
 }
 
 void alltoall_base(const OpContext& ctx, Tensor& output, const Tensor& input,
@@ -145,12 +153,14 @@ void alltoall_base(const OpContext& ctx, Tensor& output, const Tensor& input,
       output.copy_(input);
       return;
     }
-    ::gloo::AlltoallOptions opts(ctx.context);
+    auto opts_holder = std::make_shared<::gloo::AlltoallOptions>(ctx.context);
+    auto& opts = *opts_holder;
     opts.setTag(ctx.tag);
     opts.setTimeout(ctx.timeout);
     opts.setInput(static_cast<uint8_t*>(const_cast<void*>(input.data_ptr())), bytes);
     opts.setOutput(static_cast<uint8_t*>(output.data_ptr()), output.nbytes());
     ::gloo::alltoall(opts);
+    ctx.retire(std::move(opts_holder));
     return;
   }
   alltoallv_bytes(ctx, input.data_ptr(), bytes_per_rank(input_split_sizes, input, ctx.size()),
@@ -173,10 +183,12 @@ void alltoall(const OpContext& ctx, std::vector<Tensor>& outputs, std::vector<Te
 
 void barrier(const OpContext& ctx) {
   if (ctx.size() == 1) return;
-  ::gloo::BarrierOptions opts(ctx.context);
+  auto opts_holder = std::make_shared<::gloo::BarrierOptions>(ctx.context);
+  auto& opts = *opts_holder;
   opts.setTag(ctx.tag);
   opts.setTimeout(ctx.timeout);
   ::gloo::barrier(opts);
+  ctx.retire(std::move(opts_holder));
 }
 
 }  // namespace tutti::gloo_backend::algorithms

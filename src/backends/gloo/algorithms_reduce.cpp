@@ -40,7 +40,8 @@ constexpr size_t kRingMaxTinyBytes = 8;
 // Allreduce over buffers of `count` elements of dtype, in place.
 void allreduce_buffers(const OpContext& ctx, const std::vector<void*>& buffers, size_t count,
                        DType dtype, ReduceOp op) {
-  ::gloo::AllreduceOptions opts(ctx.context);
+  auto opts_holder = std::make_shared<::gloo::AllreduceOptions>(ctx.context);
+  auto& opts = *opts_holder;
   opts.setTag(ctx.tag);
   opts.setTimeout(ctx.timeout);
   opts.setAlgorithm(choose(ctx.allreduce_algorithm, count * itemsize(dtype)));
@@ -52,6 +53,7 @@ void allreduce_buffers(const OpContext& ctx, const std::vector<void*>& buffers, 
     opts.setOutputs(typed, count);
   });
   ::gloo::allreduce(opts);
+  ctx.retire(std::move(opts_holder));
 }
 
 }  // namespace
@@ -59,7 +61,8 @@ void allreduce_buffers(const OpContext& ctx, const std::vector<void*>& buffers, 
 void broadcast(const OpContext& ctx, std::vector<Tensor>& tensors, int root_rank, int root_tensor) {
   Tensor& source = tensors[static_cast<size_t>(root_tensor)];
   if (source.numel() > 0 && ctx.size() > 1) {
-    ::gloo::BroadcastOptions opts(ctx.context);
+    auto opts_holder = std::make_shared<::gloo::BroadcastOptions>(ctx.context);
+    auto& opts = *opts_holder;
     opts.setTag(ctx.tag);
     opts.setTimeout(ctx.timeout);
     opts.setRoot(root_rank);
@@ -70,6 +73,7 @@ void broadcast(const OpContext& ctx, std::vector<Tensor>& tensors, int root_rank
       opts.setOutput(static_cast<T*>(source.data_ptr()), count);
     });
     ::gloo::broadcast(opts);
+    ctx.retire(std::move(opts_holder));
   }
   // Every other local tensor gets the broadcast value.
   for (auto& t : tensors) {
@@ -123,7 +127,8 @@ void reduce(const OpContext& ctx, std::vector<Tensor>& tensors, ReduceOp op, int
                           kernels::combine_kind(op));
   }
   if (ctx.size() > 1) {
-    ::gloo::ReduceOptions opts(ctx.context);
+    auto opts_holder = std::make_shared<::gloo::ReduceOptions>(ctx.context);
+    auto& opts = *opts_holder;
     opts.setTag(ctx.tag);
     opts.setTimeout(ctx.timeout);
     opts.setRoot(root_rank);
@@ -134,6 +139,7 @@ void reduce(const OpContext& ctx, std::vector<Tensor>& tensors, ReduceOp op, int
       opts.setOutput(static_cast<T*>(target.data_ptr()), count);
     });
     ::gloo::reduce(opts);
+    ctx.retire(std::move(opts_holder));
   }
   if (ctx.rank() == root_rank) {
     finish_average(target, op, ctx.size() * static_cast<int>(tensors.size()));

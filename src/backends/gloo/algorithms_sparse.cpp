@@ -144,13 +144,15 @@ class SparseAllreduce {
     if (size_ == 1) {
       std::copy_n(mine, Header::kFields, all.begin());
     } else {
-      ::gloo::AllgatherOptions opts(ctx_.context);
+      auto opts_holder = std::make_shared<::gloo::AllgatherOptions>(ctx_.context);
+      auto& opts = *opts_holder;
       opts.setTag(ctx_.tag);
       opts.setTimeout(remaining());
       // gloo only reads from its input.
       opts.setInput(const_cast<int64_t*>(mine), Header::kFields);
       opts.setOutput(all.data(), all.size());
       ::gloo::allgather(opts);
+      ctx_.retire(std::move(opts_holder));
     }
     std::vector<Header> headers(size_);
     for (size_t r = 0; r < size_; ++r) {
@@ -171,7 +173,8 @@ class SparseAllreduce {
     }
     // Every rank knows every count, so all skip an empty gather together.
     if (std::all_of(counts.begin(), counts.end(), [](size_t c) { return c == 0; })) return;
-    ::gloo::AllgathervOptions opts(ctx_.context);
+    auto opts_holder = std::make_shared<::gloo::AllgathervOptions>(ctx_.context);
+    auto& opts = *opts_holder;
     opts.setTag(ctx_.tag);
     opts.setTimeout(remaining());
     with_element_type(item_bytes, [&](auto element) {
@@ -181,6 +184,7 @@ class SparseAllreduce {
       opts.setOutput(static_cast<T*>(output), counts);
     });
     ::gloo::allgatherv(opts);
+    ctx_.retire(std::move(opts_holder));
   }
 
   const OpContext& ctx_;

@@ -216,13 +216,14 @@ std::shared_ptr<Work> GlooBackend::enqueue(OpType op, std::chrono::milliseconds 
     ctx.context = contexts_[sequence % contexts_.size()];
     ctx.timeout = work->timeout();
     ctx.allreduce_algorithm = options_.allreduce_algorithm;
+    ctx.retired = &retired_;
     // gloo enforces the timeout inside the call, so the waiting thread can
     // run it with the same guarantee as a worker.
     std::weak_ptr<GlooBackend> weak = weak_from_this();
     if (!weak.expired()) {
       const GlooWork* target = work.get();
-      work->set_helper([weak, target] {
-        if (auto self = weak.lock()) self->help(target);
+      work->set_helper([weak, target](std::chrono::milliseconds limit) {
+        if (auto self = weak.lock()) self->help(target, limit);
       });
     }
     // A Work its caller drops still runs: the other ranks take part in it.
@@ -237,6 +238,7 @@ std::shared_ptr<Work> GlooBackend::enqueue(OpType op, std::chrono::milliseconds 
 
 void GlooBackend::run(Queued& queued) {
   GlooWork& work = *queued.work;
+  retired_.next_operation();  // drops old operations' buffers (see Retired)
   try {
     work.started();
     queued.run();
@@ -248,7 +250,7 @@ void GlooBackend::run(Queued& queued) {
   }
 }
 
-void GlooBackend::help(const GlooWork* target) {
+void GlooBackend::help(const GlooWork* target, std::chrono::milliseconds limit) {
   for (;;) {
     Queued next;
     {
@@ -256,6 +258,15 @@ void GlooBackend::help(const GlooWork* target) {
       auto it = std::find_if(queue_.begin(), queue_.end(),
                              [&](const Queued& q) { return q.work.get() == target; });
       if (it == queue_.end()) return;  // taken by a worker, or done
+      if (limit > kNoTimeout) {
+        const bool bounded = std::all_of(queue_.begin(), std::next(it), [&](const Queued& q) {
+          return q.work->timeout() <= limit;
+        });
+        if (!bounded) {
+          grace_timer_.arm(std::chrono::steady_clock::now());
+          return;
+        }
+      }
       next = pop_head();
     }
     const bool mine = next.work.get() == target;

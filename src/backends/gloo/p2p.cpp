@@ -25,6 +25,10 @@ std::shared_ptr<Work> GlooBackend::post_p2p(OpType op, Tensor tensor, int peer, 
   auto& context = contexts_[static_cast<size_t>(tag) % contexts_.size()];
   std::shared_ptr<::gloo::transport::UnboundBuffer> buffer =
       context->createUnboundBuffer(tensor.data_ptr(), tensor.nbytes());
+  // The buffer goes when the work and this keep have both let go of it, some
+  // operations from now, rather than on the thread that drops the work.
+  retired_.next_operation();
+  retired_.keep(buffer);
   const std::string description =
       peer >= 0 ? fmt::format("{} (peer rank {}, tag {}) on group '{}' rank {}/{} (gloo)",
                               to_string(op), peer, tag, group_name_, rank(), size())

@@ -499,7 +499,10 @@ std::shared_ptr<Work> MpiBackend::enqueue(OpType op, milliseconds timeout,
   if (polls) {
     std::weak_ptr<Core> weak_core = core_;
     const MpiWork* target = work.get();
-    work->set_helper([weak_core, target] {
+    // A timed wait is left alone: the queue ahead of `target` may hold
+    // blocking collectives, which cannot be bounded.
+    work->set_helper([weak_core, target](std::chrono::milliseconds limit) {
+      if (limit > kNoTimeout) return;
       if (auto c = weak_core.lock()) c->help(target);
     });
   }
