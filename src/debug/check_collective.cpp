@@ -65,14 +65,8 @@ void DebugBackend::check(const Fingerprint& fp, milliseconds timeout) {
   const int tag = collective_tag(fp.sequence);
   const std::vector<uint8_t> full = fp.serialize();
   const uint64_t hash = fp.hash();
-  auto send = [&](Tensor t, int peer) {
-    std::vector<Tensor> v{std::move(t)};
-    return helper_->send(v, peer, tag);
-  };
-  auto recv = [&](Tensor t, int peer) {
-    std::vector<Tensor> v{std::move(t)};
-    return helper_->recv(v, peer, tag);
-  };
+  auto send = [&](Tensor t, int peer) { return helper_p2p(OpType::SEND, std::move(t), peer, tag); };
+  auto recv = [&](Tensor t, int peer) { return helper_p2p(OpType::RECV, std::move(t), peer, tag); };
 
   if (rank() != 0) {
     const auto deadline = start + timeout;
@@ -120,13 +114,21 @@ void DebugBackend::check(const Fingerprint& fp, milliseconds timeout) {
   const size_t n = static_cast<size_t>(size());
   std::vector<Tensor> records(n);
   std::vector<std::shared_ptr<Work>> pending(n);
-  for (size_t p = 1; p < n; ++p) {
-    records[p] = words(kRecordWords);
-    pending[p] = recv(records[p], static_cast<int>(p));
-  }
   std::vector<int> arrived = {0}, missing;
   std::vector<std::string> lost;
   for (size_t p = 1; p < n; ++p) {
+    records[p] = words(kRecordWords);
+    try {
+      pending[p] = recv(records[p], static_cast<int>(p));
+    } catch (const Error& e) {
+      lost.push_back(e.what());
+    }
+  }
+  for (size_t p = 1; p < n; ++p) {
+    if (!pending[p]) {
+      missing.push_back(static_cast<int>(p));
+      continue;
+    }
     try {
       pending[p]->wait(until(gather_deadline));
       arrived.push_back(static_cast<int>(p));
@@ -145,8 +147,12 @@ void DebugBackend::check(const Fingerprint& fp, milliseconds timeout) {
       Tensor head = words(kVerdictWords);
       head.data<int64_t>()[0] = v;
       head.data<int64_t>()[1] = static_cast<int64_t>(report.size());
-      sends.push_back(send(head, p));
-      if (v == kFailed) sends.push_back(send(bytes(report), p));
+      try {
+        sends.push_back(send(head, p));
+        if (v == kFailed) sends.push_back(send(bytes(report), p));
+      } catch (const Error&) {
+        // Lost connection: that rank raises on its own.
+      }
     }
     try {
       for (auto& s : sends) s->wait(until(deadline));
@@ -166,13 +172,16 @@ void DebugBackend::check(const Fingerprint& fp, milliseconds timeout) {
     answer(kFailed, report);
     fail(report);
   }
-  bool agreed = !fp.cross_checked();
-  for (size_t p = 1; p < n && agreed; ++p) {
+  std::vector<int> differing;
+  bool cross_check = fp.cross_checked();
+  for (size_t p = 1; p < n; ++p) {
     const auto* r = records[p].data<int64_t>();
-    agreed = r[0] == static_cast<int64_t>(fp.sequence) && r[1] == static_cast<int64_t>(hash) &&
-             r[3] == 0;
+    if (r[0] != static_cast<int64_t>(fp.sequence) || r[1] != static_cast<int64_t>(hash)) {
+      differing.push_back(static_cast<int>(p));
+    }
+    cross_check = cross_check || r[3] != 0;
   }
-  if (agreed) {
+  if (differing.empty() && !cross_check) {
     answer(kAgreed, {});
     return;
   }
@@ -193,9 +202,10 @@ void DebugBackend::check(const Fingerprint& fp, milliseconds timeout) {
                                            blobs[p].nbytes());
     }
   } catch (const Error& e) {
-    const std::string report =
-        fmt::format("the ranks disagree about {}, but fetching their fingerprints failed: {}",
-                    fp.call(), e.what());
+    const std::string report = fmt::format(
+        "rank{} {} differ from {} (the hashes of their calls differ), but fetching their "
+        "fingerprints to say how failed: {}",
+        differing.size() > 1 ? "s" : "", fmt::join(differing, ", "), fp.call(), e.what());
     answer(kFailed, report);
     fail(report);
   }

@@ -40,7 +40,10 @@ std::shared_ptr<Backend> make_helper(const GroupInfo& group, const std::string& 
   config.store = std::make_shared<PrefixStore>("debug/" + wrapped, group.store);
   config.rank = group.rank;
   config.size = group.size;
-  config.timeout = group.timeout;
+  // The checks keep their own deadlines (the group's timeout) and abort
+  // helper operations when they pass; gloo's own, later, would close the
+  // connection instead.
+  config.timeout = group.timeout * 2 + std::chrono::seconds(10);
   config.group_name = group.group_name + "/debug";
   return gloo->factory(config);
 }
@@ -75,6 +78,66 @@ void instrument_group(std::array<std::shared_ptr<Backend>, kNumDeviceTypes>& bac
       wrapped.emplace_back(backend.get(), wrapper);
     }
     backend = std::move(wrapper);
+  }
+}
+
+DeadlineWatcher::~DeadlineWatcher() {
+  std::thread thread;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+    thread = std::move(thread_);
+  }
+  cv_.notify_all();
+  if (thread.joinable()) thread.join();
+}
+
+DeadlineWatcher::Key DeadlineWatcher::at(Clock::time_point when, std::function<void()> action) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const Key key{when, next_id_++};
+  actions_.emplace(key, std::move(action));
+  if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
+  cv_.notify_all();
+  return key;
+}
+
+void DeadlineWatcher::cancel(const Key& key) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  actions_.erase(key);
+}
+
+void DeadlineWatcher::loop() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (!stopping_) {
+    if (actions_.empty()) {
+      cv_.wait(lock);
+      continue;
+    }
+    auto first = actions_.begin();
+    if (Clock::now() < first->first.first) {
+      cv_.wait_until(lock, first->first.first);
+      continue;
+    }
+    auto action = std::move(first->second);
+    actions_.erase(first);
+    lock.unlock();
+    action();
+    lock.lock();
+  }
+}
+
+std::shared_ptr<Work> DebugBackend::helper_p2p(OpType op, Tensor tensor, int peer, int tag) {
+  std::vector<Tensor> tensors{std::move(tensor)};
+  try {
+    if (op == OpType::SEND) return helper_->send(tensors, peer, tag);
+    if (peer < 0) return helper_->recv_anysource(tensors, tag);
+    return helper_->recv(tensors, peer, tag);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw DistNetworkError(fmt::format(
+        "posting a {} of the DETAIL checks on group '{}' rank {}/{} (peer {}) failed: {}",
+        to_string(op), group_.group_name, rank(), size(), peer, e.what()));
   }
 }
 

@@ -31,11 +31,13 @@
 
 #include <array>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <tuple>
 
 #include "core/backend_wrapper.hpp"
@@ -75,6 +77,31 @@ class Sequencer {
   };
   std::mutex mutex_;
   std::map<Key, Channel> channels_;  // GUARDED_BY(mutex_)
+};
+
+// Runs actions at deadlines on a thread of its own (started at the first
+// one), for the point-to-point checks that have no thread waiting.
+class DeadlineWatcher {
+ public:
+  using Clock = std::chrono::steady_clock;
+  using Key = std::pair<Clock::time_point, uint64_t>;
+  DeadlineWatcher() = default;
+  ~DeadlineWatcher();
+  DeadlineWatcher(const DeadlineWatcher&) = delete;
+  DeadlineWatcher& operator=(const DeadlineWatcher&) = delete;
+
+  Key at(Clock::time_point when, std::function<void()> action);
+  // Drops the action if it has not run.
+  void cancel(const Key& key);
+
+ private:
+  void loop();
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::map<Key, std::function<void()>> actions_;  // GUARDED_BY(mutex_)
+  uint64_t next_id_ = 0;                          // GUARDED_BY(mutex_)
+  bool stopping_ = false;                         // GUARDED_BY(mutex_)
+  std::thread thread_;                            // GUARDED_BY(mutex_)
 };
 
 class DebugBackend : public BackendWrapper, public std::enable_shared_from_this<DebugBackend> {
@@ -140,6 +167,9 @@ class DebugBackend : public BackendWrapper, public std::enable_shared_from_this<
   void log_failure(const std::string& call, const std::exception_ptr& error) const;
   void watch(const std::string& call, const std::shared_ptr<Work>& work) const;
 
+  // The helper's send or recv (peer -1: from any rank); a failure to post
+  // becomes DistNetworkError.
+  std::shared_ptr<Work> helper_p2p(OpType op, Tensor tensor, int peer, int tag);
   std::shared_ptr<Work> post_send(std::vector<Tensor>& tensors, int dst, int tag);
   std::shared_ptr<Work> post_recv(OpType op, std::vector<Tensor>& tensors, int src, int tag);
 
@@ -151,6 +181,7 @@ class DebugBackend : public BackendWrapper, public std::enable_shared_from_this<
   std::mutex p2p_mutex_;
   std::map<std::pair<int, int>, uint64_t> send_counters_;  // GUARDED_BY(p2p_mutex_)
   Sequencer sequencer_;
+  DeadlineWatcher deadlines_;  // last: stopped first
 };
 
 }  // namespace tutti::debug

@@ -5,6 +5,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include "core/engine_work.hpp"
 #include "debug/debug_backend.hpp"
@@ -103,16 +104,24 @@ std::string mismatch(int sender, int receiver, int tag, const Tensor& sent, cons
       Description::text(received), receiver, Description::differences(sent, received));
 }
 
-std::exception_ptr error_of(const std::string& context, const Future& f,
+// The error of a check whose helper operation failed: DesyncError saying
+// `on_timeout` if its deadline passed, else the failure with context.
+std::exception_ptr error_of(const std::string& context, const Future& f, bool expired,
                             const std::string& on_timeout) {
+  std::string what = "unknown error";
   try {
     std::rethrow_exception(f.exception());
   } catch (const TimeoutError&) {
-    return std::make_exception_ptr(DesyncError(fmt::format("{}: {}", context, on_timeout)));
+    expired = true;
   } catch (const std::exception& e) {
-    return std::make_exception_ptr(
-        DistBackendError(fmt::format("{}: the DETAIL check failed: {}", context, e.what())));
+    what = e.what();
   }
+  if (expired) {
+    return std::make_exception_ptr(
+        DesyncError(fmt::format("{} (TUTTI_DEBUG=DETAIL check): {}", context, on_timeout)));
+  }
+  return std::make_exception_ptr(
+      DistBackendError(fmt::format("{}: the DETAIL check failed: {}", context, what)));
 }
 
 // Completes `work` when `real` does, with its error if it failed.
@@ -131,9 +140,23 @@ void follow(const std::shared_ptr<EngineWork>& work, const std::shared_ptr<Work>
 // The real operation of a checked pair, and whether it was cancelled first.
 struct Pending {
   std::mutex mutex;
-  std::shared_ptr<Work> real;  // GUARDED_BY(mutex)
-  bool cancelled = false;      // GUARDED_BY(mutex)
-  std::vector<std::shared_ptr<Work>> helpers;
+  std::shared_ptr<Work> real;                  // GUARDED_BY(mutex)
+  bool cancelled = false;                      // GUARDED_BY(mutex)
+  std::vector<std::shared_ptr<Work>> helpers;  // set before it is shared
+  std::atomic<bool> expired{false};
+  DeadlineWatcher::Key deadline{};  // set before it is shared
+
+  // Aborts the helper operations when the deadline passes first.
+  static void watch(DeadlineWatcher& watcher, const std::shared_ptr<Pending>& pending,
+                    std::chrono::milliseconds timeout) {
+    std::weak_ptr<Pending> weak = pending;
+    pending->deadline = watcher.at(DeadlineWatcher::Clock::now() + timeout, [weak] {
+      if (auto p = weak.lock()) {
+        p->expired = true;
+        for (auto& h : p->helpers) h->abort();
+      }
+    });
+  }
 
   void cancel() {
     std::shared_ptr<Work> r;
@@ -189,10 +212,10 @@ std::shared_ptr<Work> DebugBackend::post_send(std::vector<Tensor>& tensors, int 
   Tensor sent = Description::of(tensors[0], tag, counter);
   Tensor answer = Tensor::zeros({Description::kWords}, DType::Int64);
   auto pending = std::make_shared<Pending>();
-  std::vector<Tensor> out{sent}, in{answer};
-  pending->helpers.push_back(helper_->send(out, dst, describe_tag(tag)));
-  auto answered = helper_->recv(in, dst, answer_tag(tag));
+  pending->helpers.push_back(helper_p2p(OpType::SEND, sent, dst, describe_tag(tag)));
+  auto answered = helper_p2p(OpType::RECV, answer, dst, answer_tag(tag));
   pending->helpers.push_back(answered);
+  Pending::watch(deadlines_, pending, group_.timeout);
   work->set_cancel([pending] { pending->cancel(); });
   std::weak_ptr<DebugBackend> weak = weak_from_this();
   const int me = rank();
@@ -206,10 +229,11 @@ std::shared_ptr<Work> DebugBackend::post_send(std::vector<Tensor>& tensors, int 
           DistBackendError(fmt::format("{}: its process group was destroyed first", context))));
       return;
     }
+    self->deadlines_.cancel(pending->deadline);
     if (f.has_error()) {
       self->sequencer_.arrive(key, counter, nullptr);
       work->complete(error_of(
-          context, f,
+          context, f, pending->expired,
           fmt::format("rank {} posted no recv from rank {} (nor recv_anysource) with tag {} within "
                       "{} ms; post the matching recv on rank {}, or check the peer and the tag",
                       dst, me, tag, timeout.count(), dst)));
@@ -247,11 +271,10 @@ std::shared_ptr<Work> DebugBackend::post_recv(OpType op, std::vector<Tensor>& te
                         describe_tensor(tensors[0]), src, tag, group_.group_name, rank(), size());
   auto work = std::make_shared<EngineWork>(op, context, tensors);
   Tensor incoming = Tensor::zeros({Description::kWords}, DType::Int64);
-  std::vector<Tensor> in{incoming};
-  auto described = anysource ? helper_->recv_anysource(in, describe_tag(tag))
-                             : helper_->recv(in, src, describe_tag(tag));
+  auto described = helper_p2p(OpType::RECV, incoming, src, describe_tag(tag));
   auto pending = std::make_shared<Pending>();
   pending->helpers.push_back(described);
+  Pending::watch(deadlines_, pending, group_.timeout);
   work->set_cancel([pending] { pending->cancel(); });
   std::weak_ptr<DebugBackend> weak = weak_from_this();
   const int me = rank();
@@ -264,10 +287,11 @@ std::shared_ptr<Work> DebugBackend::post_recv(OpType op, std::vector<Tensor>& te
           DistBackendError(fmt::format("{}: its process group was destroyed first", context))));
       return;
     }
+    self->deadlines_.cancel(pending->deadline);
     if (f.has_error()) {
       // Nothing was consumed, so the channel's order is untouched.
       work->complete(error_of(
-          context, f,
+          context, f, pending->expired,
           fmt::format("no send {}with tag {} arrived within {} ms (expected {}); check that the "
                       "sender posts it, and the peer and the tag",
                       anysource ? std::string() : fmt::format("from rank {} ", src), tag,
@@ -280,9 +304,8 @@ std::shared_ptr<Work> DebugBackend::post_recv(OpType op, std::vector<Tensor>& te
     const std::string differs = Description::differences(incoming, mine);
     mine.data<int64_t>()[Description::kAgrees] = differs.empty() ? 1 : 0;
     mine.data<int64_t>()[Description::kAnysource] = anysource ? 1 : 0;
-    std::vector<Tensor> reply{mine};
     try {
-      self->helper_->send(reply, source, answer_tag(tag));
+      self->helper_p2p(OpType::SEND, mine, source, answer_tag(tag));
     } catch (...) {
       // The sender then times out waiting and says so.
     }
