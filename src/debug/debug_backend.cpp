@@ -37,7 +37,7 @@ std::shared_ptr<Backend> make_helper(const GroupInfo& group, const std::string& 
         group.group_name, group.rank, group.size));
   }
   BackendConfig config;
-  config.store = std::make_shared<PrefixStore>("debug/" + wrapped, group.store);
+  config.store = std::make_shared<PrefixStore>(fmt::format("debug/{}", wrapped), group.store);
   config.rank = group.rank;
   config.size = group.size;
   // The checks keep their own deadlines (the group's timeout) and abort
@@ -69,12 +69,11 @@ void instrument_group(std::array<std::shared_ptr<Backend>, kNumDeviceTypes>& bac
       if (raw == backend.get()) wrapper = w;
     }
     if (!wrapper) {
+      const std::string name =
+          fmt::format("{}/{}", backend->name(), to_string(static_cast<DeviceType>(slot)));
       std::shared_ptr<Backend> helper;
-      if (level == DebugLevel::DETAIL) {
-        helper = make_helper(
-            group, fmt::format("{}/{}", backend->name(), to_string(static_cast<DeviceType>(slot))));
-      }
-      wrapper = std::make_shared<DebugBackend>(backend, std::move(helper), group);
+      if (level == DebugLevel::DETAIL) helper = make_helper(group, name);
+      wrapper = std::make_shared<DebugBackend>(backend, std::move(helper), group, name);
       wrapped.emplace_back(backend.get(), wrapper);
     }
     backend = std::move(wrapper);
@@ -142,8 +141,13 @@ std::shared_ptr<Work> DebugBackend::helper_p2p(OpType op, Tensor tensor, int pee
 }
 
 DebugBackend::DebugBackend(std::shared_ptr<Backend> target, std::shared_ptr<Backend> helper,
-                           GroupInfo group)
-    : BackendWrapper(std::move(target)), helper_(std::move(helper)), group_(std::move(group)) {}
+                           GroupInfo group, const std::string& wrapped)
+    : BackendWrapper(std::move(target)), helper_(std::move(helper)), group_(std::move(group)) {
+  if (helper_ && group_.store) {
+    checks_store_ =
+        std::make_shared<PrefixStore>(fmt::format("debug/checks/{}", wrapped), group_.store);
+  }
+}
 
 DebugBackend::~DebugBackend() = default;
 

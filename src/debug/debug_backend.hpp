@@ -106,8 +106,10 @@ class DeadlineWatcher {
 
 class DebugBackend : public BackendWrapper, public std::enable_shared_from_this<DebugBackend> {
  public:
-  // helper null: log only (INFO).
-  DebugBackend(std::shared_ptr<Backend> target, std::shared_ptr<Backend> helper, GroupInfo group);
+  // helper null: log only (INFO). `wrapped` names the target's store prefix
+  // ("gloo/cpu").
+  DebugBackend(std::shared_ptr<Backend> target, std::shared_ptr<Backend> helper, GroupInfo group,
+               const std::string& wrapped = {});
   ~DebugBackend() override;
 
   std::shared_ptr<Work> broadcast(std::vector<Tensor>& tensors,
@@ -175,6 +177,8 @@ class DebugBackend : public BackendWrapper, public std::enable_shared_from_this<
 
   const std::shared_ptr<Backend> helper_;
   const GroupInfo group_;
+  // Full fingerprints when a check fails, under "debug/checks/".
+  std::shared_ptr<Store> checks_store_;
   std::mutex collective_mutex_;  // one check at a time, in call order
   uint64_t sequence_ = 0;        // GUARDED_BY(collective_mutex_)
 

@@ -236,20 +236,26 @@ TEST(DetailMismatch, ARankThatSkipsACollectiveIsNamed) {
                }
              },
          .expected = [skipper](int rank) -> std::vector<std::string> {
+           // When it arrives, the others' calls wait for it in the store.
            if (rank == skipper && skipper == 0) {
-             // By the time it arrives, the others have given up.
-             return {"barrier #2 on group 'default' rank 0/3",
-                     "ranks 1, 2 did not reach barrier() within 1600 ms while rank 0 did"};
+             return {
+                 "barrier #2 on group 'default' rank 0/3",
+                 "rank 0 calls barrier() as #2 but ranks 1, 2 call allreduce(tensors=float32[4], "
+                 "reduce_op=sum) as #2",
+                 "op (barrier vs allreduce)"};
            }
            if (rank == skipper) {
-             return {"barrier #2 on group 'default' rank 2/3",
-                     "rank 0, which runs the checks of this group, gave no verdict on barrier()"};
+             return {
+                 "barrier #2 on group 'default' rank 2/3",
+                 "ranks 0, 1 call allreduce(tensors=float32[4], reduce_op=sum) as #2 but rank 2 "
+                 "calls barrier() as #2"};
            }
            if (skipper == 0) {
-             return {"rank 0, which runs the checks of this group, gave no verdict on allreduce("};
+             return {"rank 0 did not reach collective #2 within 2000 ms while ranks 1, 2 did",
+                     "ranks 1, 2 called allreduce(tensors=float32[4], reduce_op=sum)"};
            }
-           return {"rank 2 did not reach allreduce(tensors=float32[4], reduce_op=sum)",
-                   "while ranks 0, 1 did"};
+           return {"rank 2 did not reach collective #2 within 2000 ms while ranks 0, 1 did",
+                   "ranks 0, 1 called allreduce(tensors=float32[4], reduce_op=sum)"};
          },
          .busy = [skipper](int rank) { return rank == skipper ? 2500ms : 0ms; },
          .linger = 3500ms});
