@@ -114,6 +114,7 @@ TEST(DetailMismatch, DifferentOpsNameBothCallsAndTheGroupStaysUsable) {
         EXPECT_NE(what.find(fragment), std::string::npos) << "lacks '" << fragment << "': " << what;
       }
       EXPECT_NE(what.find("rank " + std::to_string(ctx.rank) + "/4"), std::string::npos) << what;
+      std::fprintf(stderr, "rank %d raised: %s\n", ctx.rank, e.what());
     }
     // Nothing reached the backend, so the group is still in step.
     std::vector<Tensor> ok = {filled({4}, DType::Float32, ctx.rank + 1)};
