@@ -156,19 +156,19 @@ std::string DebugBackend::where(const Fingerprint& fp) const {
                      group_.group_name, rank(), size());
 }
 
-void DebugBackend::log_failure(const std::string& call, const std::exception_ptr& error) const {
+void DebugBackend::log_failure(const CallText& call, const std::exception_ptr& error) const {
   logging::write(LogLevel::ERROR, rank(), group_.group_name,
-                 fmt::format("{} failed: {}", call, message_of(error)));
+                 fmt::format("{} failed: {}", call(), message_of(error)));
 }
 
-void DebugBackend::watch(const std::string& call, const std::shared_ptr<Work>& work) const {
+void DebugBackend::watch(CallText call, const std::shared_ptr<Work>& work) const {
   if (!work) return;
   const int rank = this->rank();
   std::string group = group_.group_name;
-  work->get_future()->then([call, rank, group](Future& f) {
+  work->get_future()->then([call = std::move(call), rank, group](Future& f) {
     if (f.has_error()) {
       logging::write(LogLevel::ERROR, rank, group,
-                     fmt::format("{} failed: {}", call, message_of(f.exception())));
+                     fmt::format("{} failed: {}", call(), message_of(f.exception())));
     }
   });
 }
@@ -178,12 +178,15 @@ std::shared_ptr<Work> DebugBackend::collective(
     const std::function<std::shared_ptr<Work>()>& forward) {
   std::unique_lock<std::mutex> lock(collective_mutex_);
   fp.sequence = ++sequence_;
-  const std::string call = fmt::format("{} ({})", where(fp), fp.call());
+  auto print = std::make_shared<const Fingerprint>(std::move(fp));
+  CallText call = [print, where = where(*print)] {
+    return fmt::format("{} ({})", where, print->call());
+  };
   try {
-    if (helper_) check(fp, effective_timeout(timeout, group_.timeout));
+    if (helper_) check(*print, effective_timeout(timeout, group_.timeout));
     auto work = forward();
     lock.unlock();
-    watch(call, work);
+    watch(std::move(call), work);
     return work;
   } catch (...) {
     log_failure(call, std::current_exception());
@@ -328,9 +331,10 @@ void DebugBackend::monitored_barrier(const BarrierOptions& opts, bool wait_all_r
 
 std::shared_ptr<Work> DebugBackend::send(std::vector<Tensor>& tensors, int dst_rank, int tag) {
   if (helper_) return post_send(tensors, dst_rank, tag);
-  const std::string call =
-      fmt::format("send of {} to rank {} with tag {} on group '{}' rank {}/{}",
-                  describe_list(tensors), dst_rank, tag, group_.group_name, rank(), size());
+  CallText call = [tensors, dst_rank, tag, group = group_.group_name, me = rank(), n = size()] {
+    return fmt::format("send of {} to rank {} with tag {} on group '{}' rank {}/{}",
+                       describe_list(tensors), dst_rank, tag, group, me, n);
+  };
   try {
     auto work = target()->send(tensors, dst_rank, tag);
     watch(call, work);
@@ -343,9 +347,10 @@ std::shared_ptr<Work> DebugBackend::send(std::vector<Tensor>& tensors, int dst_r
 
 std::shared_ptr<Work> DebugBackend::recv(std::vector<Tensor>& tensors, int src_rank, int tag) {
   if (helper_) return post_recv(OpType::RECV, tensors, src_rank, tag);
-  const std::string call =
-      fmt::format("recv of {} from rank {} with tag {} on group '{}' rank {}/{}",
-                  describe_list(tensors), src_rank, tag, group_.group_name, rank(), size());
+  CallText call = [tensors, src_rank, tag, group = group_.group_name, me = rank(), n = size()] {
+    return fmt::format("recv of {} from rank {} with tag {} on group '{}' rank {}/{}",
+                       describe_list(tensors), src_rank, tag, group, me, n);
+  };
   try {
     auto work = target()->recv(tensors, src_rank, tag);
     watch(call, work);
@@ -358,9 +363,10 @@ std::shared_ptr<Work> DebugBackend::recv(std::vector<Tensor>& tensors, int src_r
 
 std::shared_ptr<Work> DebugBackend::recv_anysource(std::vector<Tensor>& tensors, int tag) {
   if (helper_) return post_recv(OpType::RECV_ANYSOURCE, tensors, -1, tag);
-  const std::string call =
-      fmt::format("recv_anysource of {} with tag {} on group '{}' rank {}/{}",
-                  describe_list(tensors), tag, group_.group_name, rank(), size());
+  CallText call = [tensors, tag, group = group_.group_name, me = rank(), n = size()] {
+    return fmt::format("recv_anysource of {} with tag {} on group '{}' rank {}/{}",
+                       describe_list(tensors), tag, group, me, n);
+  };
   try {
     auto work = target()->recv_anysource(tensors, tag);
     watch(call, work);

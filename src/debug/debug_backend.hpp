@@ -166,8 +166,10 @@ class DebugBackend : public BackendWrapper, public std::enable_shared_from_this<
   // "allreduce #3 on group 'default' rank 1/4"
   std::string where(const Fingerprint& fp) const;
   // Logs the error of a failed call or work, with the call.
-  void log_failure(const std::string& call, const std::exception_ptr& error) const;
-  void watch(const std::string& call, const std::shared_ptr<Work>& work) const;
+  // `call` is formatted only if there is a failure to log.
+  using CallText = std::function<std::string()>;
+  void log_failure(const CallText& call, const std::exception_ptr& error) const;
+  void watch(CallText call, const std::shared_ptr<Work>& work) const;
 
   // The helper's send or recv (peer -1: from any rank); a failure to post
   // becomes DistNetworkError.

@@ -247,8 +247,16 @@ std::shared_ptr<Work> DebugBackend::post_send(std::vector<Tensor>& tensors, int 
                                   mismatch(me, dst, tag, sent, answer, anysource)))));
       return;
     }
-    self->sequencer_.arrive(key, counter, [self, work, pending, data, dst, tag] {
+    // The action holds the backend weakly: it may wait in the sequencer,
+    // which the backend owns.
+    self->sequencer_.arrive(key, counter, [weak, work, pending, data, dst, tag] {
       try {
+        auto self = weak.lock();
+        if (!self) {
+          work->complete(std::make_exception_ptr(DistBackendError(
+              fmt::format("{}: its process group was destroyed first", work->description()))));
+          return;
+        }
         auto copy = data;
         auto real = pending->start([&] { return self->target()->send(copy, dst, tag); });
         if (real) follow(work, real, -1);
@@ -317,8 +325,14 @@ std::shared_ptr<Work> DebugBackend::post_recv(OpType op, std::vector<Tensor>& te
                                   mismatch(source, me, tag, incoming, mine, anysource)))));
       return;
     }
-    self->sequencer_.arrive(key, counter, [self, work, pending, data, source, tag] {
+    self->sequencer_.arrive(key, counter, [weak, work, pending, data, source, tag] {
       try {
+        auto self = weak.lock();
+        if (!self) {
+          work->complete(std::make_exception_ptr(DistBackendError(
+              fmt::format("{}: its process group was destroyed first", work->description()))));
+          return;
+        }
         auto copy = data;
         auto real = pending->start([&] { return self->target()->recv(copy, source, tag); });
         if (real) follow(work, real, source);
