@@ -113,8 +113,10 @@ void DeadlineWatcher::loop() {
       continue;
     }
     auto first = actions_.begin();
-    if (Clock::now() < first->first.first) {
-      cv_.wait_until(lock, first->first.first);
+    // A copy: cancel() may erase the entry while this waits.
+    const Clock::time_point when = first->first.first;
+    if (Clock::now() < when) {
+      cv_.wait_until(lock, when);
       continue;
     }
     auto action = std::move(first->second);
