@@ -4,18 +4,18 @@
 // with. At DETAIL it also checks, over a helper gloo backend of its own
 // (built through the registry on the group's store under "debug/"):
 //
-// Collectives. Before forwarding, the calling thread runs one round with
-// rank 0 of the group: each rank sends rank 0 a 32-byte record (sequence
-// number, 64-bit hash of the fingerprint, its length, whether the op needs a
-// cross-check), and rank 0 answers each with a verdict. When every hash
-// matches, that is all. Otherwise (or for the alltoall forms, whose split
-// sizes must be cross-checked) the full fingerprints go to rank 0, which
-// names the ranks and fields that differ; every rank then raises the same
-// DesyncError. Rank 0 waits for the records until shortly before the
-// operation's timeout and names the ranks that did not arrive; the others
-// wait for the verdict until the timeout. Nothing is forwarded on a failed
-// check, so the backend itself stays in step. The collective call returns
-// once every rank has reached it (as in c10d's wrapper).
+// Collectives. Before forwarding, the calling thread allgathers 24 bytes
+// per rank over the helper: the sequence number, a 64-bit hash of the
+// fingerprint, and the rank's term of the alltoall cross-check (terms XOR
+// to 0 over all ranks when every sender and receiver agree). When all
+// agree, that is all. Otherwise, or when the allgather fails (it ends a
+// margin before the operation's timeout), every rank writes its full
+// fingerprint to the group's store under "debug/checks/" and reads the
+// others' until the timeout, and raises DesyncError naming the ranks and
+// fields that differ, or the ranks that never arrived and what the others
+// called. Nothing is forwarded on a failed check, so the backend itself
+// stays in step. The collective call returns once every rank has reached it
+// (as in c10d's wrapper).
 //
 // Point to point. A send first sends a 128-byte description of its tensor
 // (and its place in the order of sends to that peer with that tag) to the
@@ -25,8 +25,9 @@
 // order the pair was matched, so a recv_anysource gets the data of the send
 // whose description it received. All of this runs in the background, so
 // send and recv return at once as usual and are not ordered with
-// collectives. An unmatched send or recv raises at its timeout naming the
-// peer and the tensor.
+// collectives. An unmatched send or recv raises at the group's timeout
+// (DeadlineWatcher aborts its helper operations), naming the peer and the
+// tensor.
 #pragma once
 
 #include <array>
@@ -161,7 +162,7 @@ class DebugBackend : public BackendWrapper, public std::enable_shared_from_this<
   // Numbers the call, checks it (DETAIL), forwards it and watches it.
   std::shared_ptr<Work> collective(Fingerprint fp, std::chrono::milliseconds timeout,
                                    const std::function<std::shared_ptr<Work>()>& forward);
-  // The round with rank 0 described above; throws DesyncError.
+  // The check described above; throws DesyncError.
   void check(const Fingerprint& fp, std::chrono::milliseconds timeout);
   // "allreduce #3 on group 'default' rank 1/4"
   std::string where(const Fingerprint& fp) const;
