@@ -23,14 +23,14 @@ int main(int argc, char** argv) {
     std::fwrite(bytes.data(), 1, bytes.size(), f);
     std::fclose(f);
   };
-  for (uint8_t op = 1; op <= static_cast<uint8_t>(Op::PING); ++op) {
+  for (uint8_t op = 1; op <= static_cast<uint8_t>(Op::SET_QUIET); ++op) {
     Request q;
     q.op = static_cast<Op>(op);
     q.keys = {"key", std::string("\0bin", 4)};
     q.values = {{1, 2, 3}, {}};
     q.number = 42;
-    if (q.op == Op::SET || q.op == Op::APPEND || q.op == Op::GET || q.op == Op::ADD ||
-        q.op == Op::DELETE_KEY || q.op == Op::COMPARE_SET) {
+    if (q.op == Op::SET || q.op == Op::SET_QUIET || q.op == Op::APPEND || q.op == Op::GET ||
+        q.op == Op::ADD || q.op == Op::DELETE_KEY || q.op == Op::COMPARE_SET) {
       q.keys.resize(1);
     }
     std::vector<uint8_t> frame = encode_hello("token");
@@ -49,7 +49,13 @@ int main(int argc, char** argv) {
   std::vector<uint8_t> reply;
   encode_response(Op::WAIT, timeout, &reply);
   write(reply);
+  Response parked;
+  parked.status = Status::PARKED;
+  reply.clear();
+  encode_response(Op::GET, parked, &reply);
+  write(reply);
   write(encode_hello_reply(HelloStatus::BAD_TOKEN, "no"));
+  write(encode_hello_reply(HelloStatus::OK, "", 1));
   std::printf("wrote %d seeds to %s\n", n, dir.c_str());
   return 0;
 }

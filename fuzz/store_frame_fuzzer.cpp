@@ -68,7 +68,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   HelloStatus status;
   std::string message;
-  parse_hello_reply(data, size, &version, &status, &message);
+  Limits announced;
+  ParseResult reply = parse_hello_reply(data, size, &version, &status, &message, &announced);
+  if (reply.status == ParseStatus::kOk) {
+    require(reply.consumed == 11 + message.size() + (version >= 2 ? 16 : 0));
+  }
 
   fuzz_requests(data, size, normal);
   fuzz_requests(data, size, small);

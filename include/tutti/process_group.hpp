@@ -23,6 +23,10 @@
 
 namespace tutti {
 
+namespace trace {
+class GroupTracer;  // the flight recorder's view of a group (src/debug)
+}
+
 class ProcessGroup : public std::enable_shared_from_this<ProcessGroup> {
  public:
   struct Options {
@@ -123,6 +127,7 @@ class ProcessGroup : public std::enable_shared_from_this<ProcessGroup> {
   const Options options_;
   std::atomic<uint64_t> sequence_{0};
   std::atomic<uint64_t> subgroups_created_{0};
+  std::shared_ptr<trace::GroupTracer> tracer_;  // set in the constructor
 
   mutable std::mutex backends_mutex_;
   BackendSlots backends_;  // GUARDED_BY(backends_mutex_)

@@ -9,8 +9,14 @@
 // away, raises DistNetworkError naming host and port; a blocking call past
 // its deadline raises TimeoutError naming the keys and the server. A server
 // with a token (TUTTI_STORE_TOKEN) refuses clients without the same token.
+//
+// set() does not wait for the server's answer (as c10d's): it returns once
+// the request is sent, and every later call of this TCPStore object, from
+// any thread, sees its effect. A set that the server could not apply (the
+// server went away) surfaces as an error of the next call.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -80,15 +86,27 @@ class TCPStore : public Store {
   std::string token_;
   // A connection for one call: an idle one, or a new one. Each thread's
   // call has its own connection, so a blocking wait() in one thread never
-  // holds up another thread's calls.
+  // holds up another thread's calls. The exception is a connection with
+  // unsettled sets (sent without an answer, so perhaps not yet applied):
+  // until the server answers anything on it, calls wait for that
+  // connection and use it, so they cannot overtake the sets. The server
+  // answers a parked wait on it at once with a PARKED notice, so the wait
+  // is at most one round trip.
   std::unique_ptr<Client> acquire();
   void release(std::unique_ptr<Client> client);
   template <class F>
   auto with_client(F&& f);
+  // Whether `client` may send a set without an answer: true if no other
+  // connection has unsettled sets; `client` then becomes the one that has.
+  bool claim_unsettled(Client* client);
+  // The server answered on `client`: its sets are applied.
+  void settled(Client* client);
 
   std::unique_ptr<class TCPStoreServerHandle> server_;
   std::mutex pool_mutex_;
+  std::condition_variable pool_cv_;
   std::vector<std::unique_ptr<Client>> idle_;  // GUARDED_BY(pool_mutex_)
+  Client* unsettled_ = nullptr;                // GUARDED_BY(pool_mutex_)
 };
 
 }  // namespace tutti

@@ -16,5 +16,6 @@
 #include "tutti/store.hpp"
 #include "tutti/tcp_store.hpp"
 #include "tutti/tensor.hpp"
+#include "tutti/trace.hpp"
 #include "tutti/types.hpp"
 #include "tutti/work.hpp"

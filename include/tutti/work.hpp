@@ -50,6 +50,23 @@ inline constexpr int kNumOpTypes = static_cast<int>(OpType::UNKNOWN) + 1;
 const char* to_string(OpType op);   // "allreduce", "recv_anysource", ...
 bool is_point_to_point(OpType op);  // send, recv, recv_anysource
 
+// Watches the life of Works (the flight recorder, src/debug). One observer
+// serves many works; `token` tells them apart. Called without any lock of the
+// Work held, on whichever thread starts or completes it.
+class WorkObserver {
+ public:
+  virtual ~WorkObserver() = default;
+  // The engine began to run the operation (at most once per work).
+  virtual void on_started(uint64_t token) noexcept = 0;
+  // The operation completed (error null) or failed. Called exactly once per
+  // observed work. When `can_amend` is true the call comes before any thread
+  // can see the work complete, and the returned error replaces `error` (it
+  // must keep the error's type); otherwise the return value is ignored.
+  // May block, but only briefly (the work's waiters wait for it).
+  virtual std::exception_ptr on_finished(uint64_t token, std::exception_ptr error,
+                                         bool can_amend) noexcept = 0;
+};
+
 // The value of an operation: its output tensors, or an error.
 class Future {
  public:
@@ -116,6 +133,12 @@ class Work {
   void abort();
   std::shared_ptr<Future> get_future();
 
+  // Attaches the observer (once; set by the ProcessGroup right after the
+  // backend returns the work). Events that already happened are reported at
+  // once, on this thread; an error the work already completed with is then
+  // reported with can_amend false.
+  void set_observer(std::shared_ptr<WorkObserver> observer, uint64_t token);
+
  protected:
   // Completes the work: the single place where its state changes. Returns
   // false (and changes nothing) if it was already complete. Thread-safe.
@@ -123,6 +146,9 @@ class Work {
   // Before finish(): outputs for result() and the future.
   void set_outputs(std::vector<Tensor> outputs);
   void set_source_rank(int rank);
+  // The engine calls this when it actually begins the operation (leaves its
+  // queue, or posts the transfer). Cheap; only the first call counts.
+  void mark_started();
   // wait() polls for this long (yielding the CPU) before it sleeps: for
   // engines whose operations often finish within microseconds, where waking
   // a sleeping thread would cost more than the operation.
@@ -149,6 +175,13 @@ class Work {
   std::vector<Tensor> outputs_;     // GUARDED_BY(mutex_)
   int source_rank_ = -1;            // GUARDED_BY(mutex_)
   std::shared_ptr<Future> future_;  // GUARDED_BY(mutex_)
+  // finish() claimed the work and is consulting the observer; completed_
+  // follows within the observer's (bounded) time.
+  bool finishing_ = false;                  // GUARDED_BY(mutex_)
+  bool started_ = false;                    // GUARDED_BY(mutex_)
+  bool observer_notified_ = false;          // GUARDED_BY(mutex_)
+  std::shared_ptr<WorkObserver> observer_;  // GUARDED_BY(mutex_)
+  uint64_t observer_token_ = 0;             // GUARDED_BY(mutex_)
 };
 
 }  // namespace tutti

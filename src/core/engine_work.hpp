@@ -25,6 +25,7 @@ class EngineWork : public Work {
   }
   void set_result(std::vector<Tensor> outputs) { set_outputs(std::move(outputs)); }
   void set_source(int rank) { set_source_rank(rank); }
+  void started() { mark_started(); }
   void set_spin(std::chrono::microseconds spin) { set_spin_before_sleep(spin); }
   void set_cancel(std::function<void()> hook) { cancel_hook_ = std::move(hook); }
   void set_helper(std::function<void()> hook) { helper_ = std::move(hook); }

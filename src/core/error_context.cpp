@@ -22,4 +22,21 @@ std::exception_ptr with_context(const std::string& what) {
   }
 }
 
+std::exception_ptr with_detail(std::exception_ptr error, const std::string& detail) {
+  if (detail.empty() || !error) return error;
+  try {
+    std::rethrow_exception(error);
+  } catch (const InvalidArgument& e) {
+    return std::make_exception_ptr(InvalidArgument(e.what() + detail));
+  } catch (const TimeoutError& e) {
+    return std::make_exception_ptr(TimeoutError(e.what() + detail));
+  } catch (const DistNetworkError& e) {
+    return std::make_exception_ptr(DistNetworkError(e.what() + detail));
+  } catch (const std::exception& e) {
+    return std::make_exception_ptr(DistBackendError(e.what() + detail));
+  } catch (...) {
+    return error;
+  }
+}
+
 }  // namespace tutti

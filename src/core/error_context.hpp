@@ -12,4 +12,9 @@ namespace tutti {
 // becomes DistBackendError. Returns nullptr for any other exception.
 std::exception_ptr with_context(const std::string& what);
 
+// `error` with `detail` appended to its message, of the same type as
+// with_context() keeps (a non-tutti error becomes DistBackendError). An
+// empty detail returns error unchanged.
+std::exception_ptr with_detail(std::exception_ptr error, const std::string& detail);
+
 }  // namespace tutti

@@ -9,6 +9,7 @@
 #include "core/checks.hpp"
 #include "core/logging.hpp"
 #include "debug/debug_backend.hpp"
+#include "debug/group_tracer.hpp"
 #include "tutti/prefix_store.hpp"
 
 namespace tutti {
@@ -108,6 +109,7 @@ ProcessGroup::ProcessGroup(std::shared_ptr<Store> store, int rank, int size, Opt
   // TUTTI_DEBUG: logs the group and, at DETAIL, wraps its backends in checks.
   debug::instrument_group(backends_, {store_, rank_, size_, options_.timeout, options_.group_name},
                           backend_name());
+  tracer_ = trace::GroupTracer::create(store_, rank_, size_, options_.group_name);
   TUTTI_LOG(LogLevel::INFO, rank_, options_.group_name,
             "created process group of size {} with backend '{}'", size_, backend_name());
 }
@@ -197,8 +199,9 @@ std::shared_ptr<Work> ProcessGroup::broadcast(std::vector<Tensor>& tensors,
   check.rank_in_range(opts.root_rank, size_, "root_rank");
   check.index_in_range(opts.root_tensor, tensors.size(), "root_tensor");
   Backend& backend = route(OpType::BROADCAST, check.device());
-  next_sequence();
-  return backend.broadcast(tensors, opts);
+  auto traced = trace::describe_op(OpType::BROADCAST, tensors);
+  traced.root = static_cast<int32_t>(opts.root_rank);
+  return tracer_->issue(next_sequence(), traced, [&] { return backend.broadcast(tensors, opts); });
 }
 
 std::shared_ptr<Work> ProcessGroup::allreduce(std::vector<Tensor>& tensors,
@@ -208,8 +211,8 @@ std::shared_ptr<Work> ProcessGroup::allreduce(std::vector<Tensor>& tensors,
   check.uniform_list(tensors, "tensors");
   check.reduce_op(opts.reduce_op, tensors[0].dtype());
   Backend& backend = route(OpType::ALLREDUCE, check.device());
-  next_sequence();
-  return backend.allreduce(tensors, opts);
+  return tracer_->issue(next_sequence(), trace::describe_op(OpType::ALLREDUCE, tensors),
+                        [&] { return backend.allreduce(tensors, opts); });
 }
 
 std::shared_ptr<Work> ProcessGroup::allreduce_sparse(std::vector<SparseTensor>& tensors,
@@ -234,8 +237,8 @@ std::shared_ptr<Work> ProcessGroup::allreduce_sparse(std::vector<SparseTensor>& 
     check.fail("sparse tensors support ReduceOp.SUM only, got {}", to_string(opts.reduce_op.kind));
   }
   Backend& backend = route(OpType::ALLREDUCE_SPARSE, check.device());
-  next_sequence();
-  return backend.allreduce_sparse(tensors, opts);
+  return tracer_->issue(next_sequence(), trace::describe_op(OpType::ALLREDUCE_SPARSE, tensors),
+                        [&] { return backend.allreduce_sparse(tensors, opts); });
 }
 
 std::shared_ptr<Work> ProcessGroup::allreduce_coalesced(std::vector<Tensor>& tensors,
@@ -249,8 +252,8 @@ std::shared_ptr<Work> ProcessGroup::allreduce_coalesced(std::vector<Tensor>& ten
   }
   check.reduce_op(opts.reduce_op, tensors[0].dtype());
   Backend& backend = route(OpType::ALLREDUCE_COALESCED, check.device());
-  next_sequence();
-  return backend.allreduce_coalesced(tensors, opts);
+  return tracer_->issue(next_sequence(), trace::describe_op(OpType::ALLREDUCE_COALESCED, tensors),
+                        [&] { return backend.allreduce_coalesced(tensors, opts); });
 }
 
 std::shared_ptr<Work> ProcessGroup::reduce(std::vector<Tensor>& tensors,
@@ -262,8 +265,9 @@ std::shared_ptr<Work> ProcessGroup::reduce(std::vector<Tensor>& tensors,
   check.index_in_range(opts.root_tensor, tensors.size(), "root_tensor");
   check.reduce_op(opts.reduce_op, tensors[0].dtype());
   Backend& backend = route(OpType::REDUCE, check.device());
-  next_sequence();
-  return backend.reduce(tensors, opts);
+  auto traced = trace::describe_op(OpType::REDUCE, tensors);
+  traced.root = static_cast<int32_t>(opts.root_rank);
+  return tracer_->issue(next_sequence(), traced, [&] { return backend.reduce(tensors, opts); });
 }
 
 std::shared_ptr<Work> ProcessGroup::allgather(std::vector<std::vector<Tensor>>& outputs,
@@ -283,8 +287,8 @@ std::shared_ptr<Work> ProcessGroup::allgather(std::vector<std::vector<Tensor>>& 
     }
   }
   Backend& backend = route(OpType::ALLGATHER, check.device());
-  next_sequence();
-  return backend.allgather(outputs, inputs, opts);
+  return tracer_->issue(next_sequence(), trace::describe_op(OpType::ALLGATHER, inputs),
+                        [&] { return backend.allgather(outputs, inputs, opts); });
 }
 
 namespace {
@@ -310,8 +314,8 @@ std::shared_ptr<Work> ProcessGroup::allgather_into_tensor(Tensor& output, Tensor
   Validator check(OpType::ALLGATHER_INTO_TENSOR, where);
   check_gathered_pair(check, output, {"output"}, input, {"input"}, size_);
   Backend& backend = route(OpType::ALLGATHER_INTO_TENSOR, check.device());
-  next_sequence();
-  return backend.allgather_into_tensor(output, input, opts);
+  return tracer_->issue(next_sequence(), trace::describe_op(OpType::ALLGATHER_INTO_TENSOR, input),
+                        [&] { return backend.allgather_into_tensor(output, input, opts); });
 }
 
 std::shared_ptr<Work> ProcessGroup::allgather_coalesced(
@@ -334,8 +338,8 @@ std::shared_ptr<Work> ProcessGroup::allgather_coalesced(
     }
   }
   Backend& backend = route(OpType::ALLGATHER_COALESCED, check.device());
-  next_sequence();
-  return backend.allgather_coalesced(output_lists, inputs, opts);
+  return tracer_->issue(next_sequence(), trace::describe_op(OpType::ALLGATHER_COALESCED, inputs),
+                        [&] { return backend.allgather_coalesced(output_lists, inputs, opts); });
 }
 
 std::shared_ptr<Work> ProcessGroup::allgather_into_tensor_coalesced(std::vector<Tensor>& outputs,
@@ -350,8 +354,9 @@ std::shared_ptr<Work> ProcessGroup::allgather_into_tensor_coalesced(std::vector<
                         {"inputs", static_cast<int64_t>(i)}, size_);
   }
   Backend& backend = route(OpType::ALLGATHER_INTO_TENSOR_COALESCED, check.device());
-  next_sequence();
-  return backend.allgather_into_tensor_coalesced(outputs, inputs, opts);
+  return tracer_->issue(
+      next_sequence(), trace::describe_op(OpType::ALLGATHER_INTO_TENSOR_COALESCED, inputs),
+      [&] { return backend.allgather_into_tensor_coalesced(outputs, inputs, opts); });
 }
 
 std::shared_ptr<Work> ProcessGroup::gather(std::vector<std::vector<Tensor>>& outputs,
@@ -374,8 +379,10 @@ std::shared_ptr<Work> ProcessGroup::gather(std::vector<std::vector<Tensor>>& out
     check.fail("requires an empty output list on non-root ranks (root is {})", opts.root_rank);
   }
   Backend& backend = route(OpType::GATHER, check.device());
-  next_sequence();
-  return backend.gather(outputs, inputs, opts);
+  auto traced = trace::describe_op(OpType::GATHER, inputs);
+  traced.root = static_cast<int32_t>(opts.root_rank);
+  return tracer_->issue(next_sequence(), traced,
+                        [&] { return backend.gather(outputs, inputs, opts); });
 }
 
 std::shared_ptr<Work> ProcessGroup::scatter(std::vector<Tensor>& outputs,
@@ -399,8 +406,10 @@ std::shared_ptr<Work> ProcessGroup::scatter(std::vector<Tensor>& outputs,
     check.fail("requires an empty input list on non-root ranks (root is {})", opts.root_rank);
   }
   Backend& backend = route(OpType::SCATTER, check.device());
-  next_sequence();
-  return backend.scatter(outputs, inputs, opts);
+  auto traced = trace::describe_op(OpType::SCATTER, outputs);
+  traced.root = static_cast<int32_t>(opts.root_rank);
+  return tracer_->issue(next_sequence(), traced,
+                        [&] { return backend.scatter(outputs, inputs, opts); });
 }
 
 std::shared_ptr<Work> ProcessGroup::reduce_scatter(std::vector<Tensor>& outputs,
@@ -421,8 +430,8 @@ std::shared_ptr<Work> ProcessGroup::reduce_scatter(std::vector<Tensor>& outputs,
   }
   check.reduce_op(opts.reduce_op, outputs[0].dtype());
   Backend& backend = route(OpType::REDUCE_SCATTER, check.device());
-  next_sequence();
-  return backend.reduce_scatter(outputs, inputs, opts);
+  return tracer_->issue(next_sequence(), trace::describe_op(OpType::REDUCE_SCATTER, outputs),
+                        [&] { return backend.reduce_scatter(outputs, inputs, opts); });
 }
 
 std::shared_ptr<Work> ProcessGroup::reduce_scatter_tensor(Tensor& output, Tensor& input,
@@ -432,8 +441,8 @@ std::shared_ptr<Work> ProcessGroup::reduce_scatter_tensor(Tensor& output, Tensor
   check_gathered_pair(check, input, {"input"}, output, {"output"}, size_);
   check.reduce_op(opts.reduce_op, output.dtype());
   Backend& backend = route(OpType::REDUCE_SCATTER_TENSOR, check.device());
-  next_sequence();
-  return backend.reduce_scatter_tensor(output, input, opts);
+  return tracer_->issue(next_sequence(), trace::describe_op(OpType::REDUCE_SCATTER_TENSOR, input),
+                        [&] { return backend.reduce_scatter_tensor(output, input, opts); });
 }
 
 std::shared_ptr<Work> ProcessGroup::reduce_scatter_tensor_coalesced(
@@ -449,8 +458,9 @@ std::shared_ptr<Work> ProcessGroup::reduce_scatter_tensor_coalesced(
   }
   check.reduce_op(opts.reduce_op, outputs[0].dtype());
   Backend& backend = route(OpType::REDUCE_SCATTER_TENSOR_COALESCED, check.device());
-  next_sequence();
-  return backend.reduce_scatter_tensor_coalesced(outputs, inputs, opts);
+  return tracer_->issue(
+      next_sequence(), trace::describe_op(OpType::REDUCE_SCATTER_TENSOR_COALESCED, inputs),
+      [&] { return backend.reduce_scatter_tensor_coalesced(outputs, inputs, opts); });
 }
 
 namespace {
@@ -503,9 +513,10 @@ std::shared_ptr<Work> ProcessGroup::alltoall_base(Tensor& output, Tensor& input,
                fmt::join(input.sizes(), ", "), fmt::join(output.sizes(), ", "));
   }
   Backend& backend = route(OpType::ALLTOALL_BASE, check.device());
-  next_sequence();
-  return backend.alltoall_base(output, input, std::move(output_split_sizes),
-                               std::move(input_split_sizes), opts);
+  return tracer_->issue(next_sequence(), trace::describe_op(OpType::ALLTOALL_BASE, input), [&] {
+    return backend.alltoall_base(output, input, std::move(output_split_sizes),
+                                 std::move(input_split_sizes), opts);
+  });
 }
 
 std::shared_ptr<Work> ProcessGroup::alltoall(std::vector<Tensor>& outputs,
@@ -529,8 +540,8 @@ std::shared_ptr<Work> ProcessGroup::alltoall(std::vector<Tensor>& outputs,
         inputs[static_cast<size_t>(rank_)].numel());
   }
   Backend& backend = route(OpType::ALLTOALL, check.device());
-  next_sequence();
-  return backend.alltoall(outputs, inputs, opts);
+  return tracer_->issue(next_sequence(), trace::describe_op(OpType::ALLTOALL, inputs),
+                        [&] { return backend.alltoall(outputs, inputs, opts); });
 }
 
 // ---------------------------------------------------------- point to point
@@ -552,7 +563,12 @@ std::shared_ptr<Work> ProcessGroup::send(std::vector<Tensor>& tensors, int dst_r
   check.rank_in_range(dst_rank, size_, "dst_rank");
   if (dst_rank == rank_)
     check.fail("dst_rank {} is this rank; send to self is not supported", dst_rank);
-  return route(OpType::SEND, check.device()).send(tensors, dst_rank, tag);
+  Backend& backend = route(OpType::SEND, check.device());
+  auto traced = trace::describe_op(OpType::SEND, tensors);
+  traced.peer = dst_rank;
+  traced.tag = tag;
+  return tracer_->issue(tracer_->next_p2p(), traced,
+                        [&] { return backend.send(tensors, dst_rank, tag); });
 }
 
 std::shared_ptr<Work> ProcessGroup::recv(std::vector<Tensor>& tensors, int src_rank, int tag) {
@@ -563,28 +579,37 @@ std::shared_ptr<Work> ProcessGroup::recv(std::vector<Tensor>& tensors, int src_r
   if (src_rank == rank_) {
     check.fail("src_rank {} is this rank; receive from self is not supported", src_rank);
   }
-  return route(OpType::RECV, check.device()).recv(tensors, src_rank, tag);
+  Backend& backend = route(OpType::RECV, check.device());
+  auto traced = trace::describe_op(OpType::RECV, tensors);
+  traced.peer = src_rank;
+  traced.tag = tag;
+  return tracer_->issue(tracer_->next_p2p(), traced,
+                        [&] { return backend.recv(tensors, src_rank, tag); });
 }
 
 std::shared_ptr<Work> ProcessGroup::recv_anysource(std::vector<Tensor>& tensors, int tag) {
   const std::string where = describe();
   Validator check(OpType::RECV_ANYSOURCE, where);
   check_p2p(check, tensors, tag);
-  return route(OpType::RECV_ANYSOURCE, check.device()).recv_anysource(tensors, tag);
+  Backend& backend = route(OpType::RECV_ANYSOURCE, check.device());
+  auto traced = trace::describe_op(OpType::RECV_ANYSOURCE, tensors);
+  traced.tag = tag;
+  return tracer_->issue(tracer_->next_p2p(), traced,
+                        [&] { return backend.recv_anysource(tensors, tag); });
 }
 
 // ------------------------------------------------------------------ barrier
 
 std::shared_ptr<Work> ProcessGroup::barrier(const BarrierOptions& opts) {
   Backend& backend = route_tensorless(OpType::BARRIER);
-  next_sequence();
-  return backend.barrier(opts);
+  return tracer_->issue(next_sequence(), trace::describe_op(OpType::BARRIER),
+                        [&] { return backend.barrier(opts); });
 }
 
 void ProcessGroup::monitored_barrier(const BarrierOptions& opts, bool wait_all_ranks) {
   Backend& backend = route_tensorless(OpType::MONITORED_BARRIER);
-  next_sequence();
-  backend.monitored_barrier(opts, wait_all_ranks);
+  tracer_->run_blocking(next_sequence(), trace::describe_op(OpType::MONITORED_BARRIER),
+                        [&] { backend.monitored_barrier(opts, wait_all_ranks); });
 }
 
 // ---------------------------------------------------------------- subgroups

@@ -182,6 +182,8 @@ bool Work::wait(std::chrono::milliseconds timeout) {
         cancel();
       }
       lock.lock();
+      // Another thread may be finishing it (its observer runs first).
+      done_cv_.wait(lock, done);
     }
   } else {
     done_cv_.wait(lock, done);
@@ -219,18 +221,39 @@ std::shared_ptr<Future> Work::get_future() {
 }
 
 bool Work::finish(std::exception_ptr error) {
-  std::shared_ptr<Future> future;
-  std::vector<Tensor> outputs;
+  std::shared_ptr<WorkObserver> observer;
+  uint64_t token = 0;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (completed_) return false;
+    if (completed_ || finishing_) return false;
+    finishing_ = true;
+    if (observer_ && !observer_notified_) {
+      observer_notified_ = true;
+      observer = observer_;
+      token = observer_token_;
+    }
+  }
+  // Before anyone can see the work complete, so that the observer may amend
+  // the error (the flight recorder adds the group's root cause).
+  if (observer) error = observer->on_finished(token, std::move(error), true);
+  std::shared_ptr<Future> future;
+  std::vector<Tensor> outputs;
+  std::shared_ptr<WorkObserver> late;  // attached while this call ran
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
     completed_ = true;
     error_ = error;
     future = future_;
     if (future) outputs = outputs_;
+    if (observer_ && !observer_notified_) {
+      observer_notified_ = true;
+      late = observer_;
+      token = observer_token_;
+    }
   }
   done_.store(true, std::memory_order_release);
   done_cv_.notify_all();
+  if (late) late->on_finished(token, error, false);
   if (future) {
     if (error) {
       future->set_error(std::move(error));
@@ -244,6 +267,41 @@ bool Work::finish(std::exception_ptr error) {
 void Work::set_outputs(std::vector<Tensor> outputs) {
   std::lock_guard<std::mutex> lock(mutex_);
   outputs_ = std::move(outputs);
+}
+
+void Work::mark_started() {
+  std::shared_ptr<WorkObserver> observer;
+  uint64_t token = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (started_) return;
+    started_ = true;
+    observer = observer_;
+    token = observer_token_;
+  }
+  if (observer) observer->on_started(token);
+}
+
+void Work::set_observer(std::shared_ptr<WorkObserver> observer, uint64_t token) {
+  if (!observer) return;
+  bool started = false;
+  bool completed = false;
+  std::exception_ptr error;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (observer_) return;
+    observer_ = observer;
+    observer_token_ = token;
+    started = started_;
+    // A finish() in progress reports to the observer when it completes.
+    if (completed_) {
+      observer_notified_ = true;
+      completed = true;
+      error = error_;
+    }
+  }
+  if (started) observer->on_started(token);
+  if (completed) observer->on_finished(token, std::move(error), false);
 }
 
 void Work::set_source_rank(int rank) {

@@ -1,10 +1,15 @@
 // The gloo backend in real processes: the shared collective suite over world
 // sizes 1 to 4, and the faults a user meets (a stalled rank, a killed rank,
 // an aborted recv, a group destroyed with work in flight).
+#include <arpa/inet.h>
+#include <gloo/transport/tcp/address.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <thread>
 
 #include "collectives/reference.hpp"
@@ -93,6 +98,111 @@ TEST(GlooAlgorithms, RingAndBcubeAgreeWithTheReference) {
         },
         {.env = {{"TUTTI_GLOO_ALLREDUCE", algorithm}}});
   }
+}
+
+// gloo writes with writev(), so a write to a peer that has gone raises
+// SIGPIPE, which by default kills the process instead of letting gloo report
+// the error (seen as a rank killed by SIGPIPE in KilledPeerIsANetworkError...).
+TEST(GlooSetup, SigpipeNoLongerKillsTheProcess) {
+  run_ranks(1, [](const RankContext& ctx) {
+    ::signal(SIGPIPE, SIG_DFL);
+    auto pg = make_gloo_group(ctx);
+    struct sigaction now {};
+    ASSERT_EQ(::sigaction(SIGPIPE, nullptr, &now), 0);
+    EXPECT_EQ(now.sa_handler, SIG_IGN);
+    int fds[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    ::close(fds[1]);
+    char byte = 0;
+    EXPECT_EQ(::write(fds[0], &byte, 1), -1);  // the process survives it
+    EXPECT_EQ(errno, EPIPE);
+    ::close(fds[0]);
+  });
+}
+
+TEST(GlooSetup, AHandlerOfTheProgramIsKept) {
+  run_ranks(1, [](const RankContext& ctx) {
+    static void (*handler)(int) = [](int) {};
+    ::signal(SIGPIPE, handler);
+    auto pg = make_gloo_group(ctx);
+    struct sigaction now {};
+    ASSERT_EQ(::sigaction(SIGPIPE, nullptr, &now), 0);
+    EXPECT_EQ(now.sa_handler, handler);
+  });
+}
+
+// A rank that never joins: the others' error names it, within the timeout.
+TEST(GlooSetup, ARankThatNeverJoinsIsNamed) {
+  auto outcomes = run_ranks_collect(
+      3,
+      [](const RankContext& ctx) {
+        auto store =
+            std::make_shared<TCPStore>("127.0.0.1", TCPStoreOptions{.port = ctx.port,
+                                                                    .is_server = ctx.rank == 0,
+                                                                    .num_workers = ctx.world_size,
+                                                                    .timeout = 30s});
+        if (ctx.rank == 2) {
+          std::this_thread::sleep_for(4s);  // joins the store, never the group
+          return;
+        }
+        const auto start = std::chrono::steady_clock::now();
+        try {
+          ProcessGroup pg(store, ctx.rank, ctx.world_size,
+                          ProcessGroup::Options{.backend = "gloo", .timeout = 1s});
+          ADD_FAILURE() << "the group formed without rank 2";
+        } catch (const TimeoutError& e) {
+          EXPECT_NE(std::string(e.what()).find("rank 2 never published its address"),
+                    std::string::npos)
+              << e.what();
+        }
+        EXPECT_LT(std::chrono::steady_clock::now() - start, 2s + 1s);
+      },
+      {.deadline = 60s, .kill_on_first_failure = false});
+  for (const auto& o : outcomes) EXPECT_EQ(o.kind, RankOutcome::Kind::Passed) << describe(o, 3);
+}
+
+// A peer whose published address cannot be reached: the error names its
+// rank and that address. Rank 1 is played by the test, publishing (as gloo
+// would) the address of a port nobody listens on.
+TEST(GlooSetup, AnUnreachablePeerIsNamedWithItsAddress) {
+  run_ranks(1, [](const RankContext& ctx) {
+    auto store = std::make_shared<TCPStore>(
+        "127.0.0.1", TCPStoreOptions{.port = ctx.port, .is_server = true, .timeout = 30s});
+    sockaddr_in closed{};
+    closed.sin_family = AF_INET;
+    closed.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    {
+      int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      socklen_t len = sizeof closed;
+      ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&closed), len), 0);
+      ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&closed), &len), 0);
+      ::close(fd);  // bound, never listening: connections are refused
+    }
+    sockaddr_storage ss{};
+    std::memcpy(&ss, &closed, sizeof closed);
+    const auto bytes = ::gloo::transport::tcp::Address(ss, 1).bytes();
+    const std::string address = ::gloo::transport::tcp::Address(ss, 1).str();
+    // Device 0's key for rank 1: its addresses for every other rank (one).
+    store->set("0/1", std::vector<uint8_t>(bytes.begin(), bytes.end()));
+    BackendConfig config;
+    config.store = store;
+    config.rank = 0;
+    config.size = 2;
+    config.timeout = 1s;
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      find_backend("gloo")->factory(config);
+      ADD_FAILURE() << "connected to a port nobody listens on";
+    } catch (const DistNetworkError& e) {
+      const std::string message = e.what();
+      // gloo prints [host]:port$pair; the message leaves out the pair.
+      const std::string host_port = address.substr(0, address.rfind('$'));
+      EXPECT_NE(message.find("was to rank 1 at " + host_port + ":"), std::string::npos) << message;
+    }
+    // gloo either fails the connection at once or waits five times the
+    // timeout for it (its Pair::waitUntilConnected).
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 5 * 1s + 1s);
+  });
 }
 
 TEST(GlooFaults, StalledPeerTimesOutNamingTheOperation) {

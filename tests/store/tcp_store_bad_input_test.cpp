@@ -137,7 +137,7 @@ TEST_F(BadInputTest, WrongMagicAndWrongVersion) {
     ASSERT_NE(r.status, tcpstore::ParseStatus::kMalformed) << r.reason;
   }
   EXPECT_EQ(status, tcpstore::HelloStatus::VERSION_MISMATCH);
-  EXPECT_NE(message.find("version 1, the client 99"), std::string::npos) << message;
+  EXPECT_NE(message.find("versions 1 to 2, the client 99"), std::string::npos) << message;
   EXPECT_TRUE(closed_by_server(old));
   others_still_served("version");
 }

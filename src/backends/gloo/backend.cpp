@@ -6,17 +6,43 @@
 #include <gloo/rendezvous/context.h>
 #include <gloo/rendezvous/prefix_store.h>
 
+#include <algorithm>
+#include <csignal>
 #include <cstdlib>
+#include <mutex>
 
 #include "backends/gloo/algorithms.hpp"
 #include "backends/gloo/device.hpp"
+#include "backends/gloo/rendezvous.hpp"
 #include "backends/gloo/store_adapter.hpp"
 #include "backends/gloo/work.hpp"
 #include "core/error_context.hpp"
 #include "core/logging.hpp"
 #include "tutti/errors.hpp"
+#include "tutti/prefix_store.hpp"
 
 namespace tutti::gloo_backend {
+namespace {
+
+// gloo writes to its sockets with writev(), which raises SIGPIPE when the
+// peer has gone; by default that kills the process before gloo can report
+// the broken connection. Python ignores SIGPIPE, so PyTorch never meets
+// this; a C++ program must. A handler the program installed is kept.
+void ignore_sigpipe_once(int rank, const std::string& group) {
+  static std::once_flag once;
+  std::call_once(once, [&] {
+    struct sigaction current {};
+    if (::sigaction(SIGPIPE, nullptr, &current) != 0 || current.sa_handler != SIG_DFL) return;
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    sigemptyset(&ignore.sa_mask);
+    ::sigaction(SIGPIPE, &ignore, nullptr);
+    TUTTI_LOG(LogLevel::INFO, rank, group,
+              "gloo: SIGPIPE is now ignored, so that a peer that exits is reported as an error");
+  });
+}
+
+}  // namespace
 
 AllreduceAlgorithm parse_algorithm(const std::string& name) {
   if (name == "auto") return AllreduceAlgorithm::AUTO;
@@ -83,6 +109,7 @@ GlooBackend::GlooBackend(std::shared_ptr<Store> store, int rank, int size, std::
       store_(std::move(store)),
       group_name_(std::move(group_name)),
       options_(std::move(options)) {
+  ignore_sigpipe_once(rank, group_name_);
   if (options_.devices.empty()) options_.devices = default_devices();
   if (options_.threads < 1) {
     throw InvalidArgument(
@@ -93,14 +120,28 @@ GlooBackend::GlooBackend(std::shared_ptr<Store> store, int rank, int size, std::
     // Each context rendezvouses under its own prefix of the group's store.
     ::gloo::rendezvous::PrefixStore prefixed(std::to_string(i), adapter);
     auto context = std::make_shared<::gloo::rendezvous::Context>(rank, size);
+    // gloo waits up to five times this for each connection to form (its
+    // Pair::waitUntilConnected), and pairs keep the timeout they were made
+    // with, so connecting can take that long.
     context->setTimeout(options_.timeout);
     try {
       context->connectFullMesh(prefixed, options_.devices[i]);
     } catch (...) {
-      std::rethrow_exception(translate_current_exception(
-          fmt::format("gloo: connecting rank {} of group '{}' to its {} peers over {}", rank,
-                      group_name_, size - 1, options_.devices[i]->str()),
-          options_.timeout));
+      const std::string what =
+          fmt::format("gloo: connecting rank {} of group '{}' to its {} peer{} over {}", rank,
+                      group_name_, size - 1, size == 2 ? "" : "s", options_.devices[i]->str());
+      std::exception_ptr error;
+      try {
+        throw;
+      } catch (const ::gloo::IoException& e) {
+        // Not a broken connection (there was none yet): say what gloo says.
+        error = std::make_exception_ptr(DistNetworkError(fmt::format("{}: {}", what, e.what())));
+      } catch (...) {
+        error = translate_current_exception(what, options_.timeout);
+      }
+      tutti::PrefixStore device_keys(std::to_string(i), store_);
+      std::rethrow_exception(
+          with_detail(error, explain_connect_failure(device_keys, rank, size, message_of(error))));
     }
     contexts_.push_back(std::move(context));
   }
@@ -116,7 +157,7 @@ GlooBackend::~GlooBackend() {
     stopping_ = true;
     abandoned.swap(queue_);
   }
-  queue_cv_.notify_all();
+  grace_timer_.stop();
   for (auto& queued : abandoned) {
     auto& work = queued.work;
     work->complete(std::make_exception_ptr(DistBackendError(
@@ -156,12 +197,15 @@ namespace {
 // the thread that waits on it to run it (Work::wait) before a worker does.
 constexpr std::chrono::microseconds kInlineGrace{500};
 
+std::chrono::steady_clock::time_point ready_time(std::chrono::steady_clock::time_point enqueued) {
+  return enqueued + kInlineGrace;
+}
+
 }  // namespace
 
 std::shared_ptr<Work> GlooBackend::enqueue(OpType op, std::chrono::milliseconds timeout,
                                            std::vector<Tensor> outputs, Job job) {
   std::shared_ptr<GlooWork> work;
-  bool wake = false;
   {
     std::lock_guard<std::mutex> lock(queue_mutex_);
     const uint64_t sequence = ++next_sequence_;
@@ -182,18 +226,19 @@ std::shared_ptr<Work> GlooBackend::enqueue(OpType op, std::chrono::milliseconds 
       });
     }
     // A Work its caller drops still runs: the other ranks take part in it.
-    queue_.push_back({work, [ctx, job = std::move(job), raw = work.get()] { job(ctx, *raw); },
-                      std::chrono::steady_clock::now()});
-    // A worker in its grace wait wakes by itself; only an idle one needs it.
-    wake = idle_workers_ > 0;
+    const auto now = std::chrono::steady_clock::now();
+    queue_.push_back(
+        {work, [ctx, job = std::move(job), raw = work.get()] { job(ctx, *raw); }, now});
+    // A new head starts its grace; a later operation's follows the head's.
+    if (queue_.size() == 1) grace_timer_.arm(ready_time(now));
   }
-  if (wake) queue_cv_.notify_one();
   return work;
 }
 
 void GlooBackend::run(Queued& queued) {
   GlooWork& work = *queued.work;
   try {
+    work.started();
     queued.run();
     work.complete();
   } catch (...) {
@@ -211,8 +256,7 @@ void GlooBackend::help(const GlooWork* target) {
       auto it = std::find_if(queue_.begin(), queue_.end(),
                              [&](const Queued& q) { return q.work.get() == target; });
       if (it == queue_.end()) return;  // taken by a worker, or done
-      next = std::move(queue_.front());
-      queue_.pop_front();
+      next = pop_head();
     }
     const bool mine = next.work.get() == target;
     run(next);
@@ -220,28 +264,31 @@ void GlooBackend::help(const GlooWork* target) {
   }
 }
 
+GlooBackend::Queued GlooBackend::pop_head() {
+  Queued head = std::move(queue_.front());
+  queue_.pop_front();
+  if (queue_.empty()) {
+    grace_timer_.disarm();
+  } else {
+    grace_timer_.arm(ready_time(queue_.front().enqueued_at));
+  }
+  return head;
+}
+
 void GlooBackend::worker_loop() {
-  using Clock = std::chrono::steady_clock;
   std::unique_lock<std::mutex> lock(queue_mutex_);
-  while (true) {
-    if (queue_.empty()) {
-      if (stopping_) return;
-      ++idle_workers_;
-      queue_cv_.wait(lock);
-      --idle_workers_;
+  while (!stopping_) {
+    if (!queue_.empty() &&
+        std::chrono::steady_clock::now() >= ready_time(queue_.front().enqueued_at)) {
+      Queued next = pop_head();
+      lock.unlock();
+      run(next);
+      next = {};
+      lock.lock();
       continue;
     }
-    Queued& front = queue_.front();
-    const auto ready = front.enqueued_at + kInlineGrace;
-    if (!stopping_ && Clock::now() < ready) {
-      queue_cv_.wait_until(lock, ready);
-      continue;
-    }
-    Queued next = std::move(front);
-    queue_.pop_front();
     lock.unlock();
-    run(next);
-    next = {};
+    grace_timer_.wait();
     lock.lock();
   }
 }

@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "backends/gloo/grace_timer.hpp"
 #include "backends/gloo/waiter_pool.hpp"
 #include "tutti/backend.hpp"
 
@@ -146,12 +147,17 @@ class GlooBackend : public Backend, public std::enable_shared_from_this<GlooBack
   // including `target`, if it is still queued.
   void help(const GlooWork* target);
 
+  // Removes the queue's head and sets the timer for the next one.
+  // REQUIRES: queue_mutex_ held, queue_ not empty.
+  Queued pop_head();
+
   std::mutex queue_mutex_;
-  std::condition_variable queue_cv_;
   std::deque<Queued> queue_;    // GUARDED_BY(queue_mutex_)
   uint64_t next_sequence_ = 0;  // GUARDED_BY(queue_mutex_)
   bool stopping_ = false;       // GUARDED_BY(queue_mutex_)
-  int idle_workers_ = 0;        // GUARDED_BY(queue_mutex_): waiting with nothing queued
+  // Armed for the head's grace while the queue is not empty (set under
+  // queue_mutex_); the workers sleep on it.
+  GraceTimer grace_timer_;
   std::vector<std::thread> workers_;
   std::atomic<uint64_t> monitored_barriers_{0};
   // Posted sends and receives, failed and cancelled when the group goes away.

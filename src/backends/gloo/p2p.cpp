@@ -52,6 +52,7 @@ std::shared_ptr<Work> GlooBackend::post_p2p(OpType op, Tensor tensor, int peer, 
     }
     buffer->recv(sources, s);
   }
+  work->started();
   {
     std::lock_guard<std::mutex> lock(p2p_mutex_);
     // Forget finished ones, so the list is only as long as what is pending.

@@ -144,6 +144,7 @@ struct MpiBackend::Core {
     running_polls = entry.polls;
     t_running = {running_deadline, entry.timeout};
     lock.unlock();
+    entry.work->started();
     std::exception_ptr error;
     bool timed_out = false;
     try {
@@ -579,6 +580,7 @@ std::shared_ptr<Work> MpiBackend::post_p2p(OpType op, const Tensor& tensor, int 
             : MPI_Isend(data, static_cast<int>(count), type, peer, tag, comm_, &posted->request);
     check(rc, work->description());
   }
+  work->started();
   // abort(): a receive is cancelled; a send can only be abandoned.
   std::weak_ptr<Core::Posted> weak = posted;
   std::weak_ptr<Core> weak_core = core_;

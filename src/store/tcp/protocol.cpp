@@ -186,7 +186,7 @@ ParseResult frame_header(const uint8_t* buf, size_t len, const Limits& limits, u
   return parsed(kFrameHeaderBytes + static_cast<size_t>(*body_len));
 }
 
-bool valid_op(uint8_t op) { return op >= 1 && op <= static_cast<uint8_t>(Op::PING); }
+bool valid_op(uint8_t op) { return op >= 1 && op <= static_cast<uint8_t>(Op::SET_QUIET); }
 
 }  // namespace
 
@@ -216,6 +216,8 @@ const char* to_string(Op op) {
       return "multi_set";
     case Op::PING:
       return "ping";
+    case Op::SET_QUIET:
+      return "set";
   }
   return "unknown";
 }
@@ -248,19 +250,24 @@ ParseResult parse_hello(const uint8_t* buf, size_t len, const Limits& limits, ui
   return parsed(kHelloBytes + token_len);
 }
 
-std::vector<uint8_t> encode_hello_reply(HelloStatus status, const std::string& message) {
+std::vector<uint8_t> encode_hello_reply(HelloStatus status, const std::string& message,
+                                        uint16_t version, const Limits& limits) {
   std::vector<uint8_t> out;
   Writer w(&out);
   w.integer<uint32_t>(kMagic);
-  w.integer<uint16_t>(kVersion);
+  w.integer<uint16_t>(version);
   w.integer<uint8_t>(static_cast<uint8_t>(status));
   w.integer<uint32_t>(static_cast<uint32_t>(message.size()));
   w.bytes(message.data(), message.size());
+  if (version >= 2) {
+    w.integer<uint64_t>(limits.max_value_bytes);
+    w.integer<uint64_t>(limits.max_key_bytes);
+  }
   return out;
 }
 
 ParseResult parse_hello_reply(const uint8_t* buf, size_t len, uint16_t* version,
-                              HelloStatus* status, std::string* message) {
+                              HelloStatus* status, std::string* message, Limits* server_limits) {
   constexpr size_t kFixed = 4 + 2 + 1 + 4;
   if (len < 4) return need_more();
   const uint32_t magic = load_u32(buf);
@@ -275,9 +282,14 @@ ParseResult parse_hello_reply(const uint8_t* buf, size_t len, uint16_t* version,
   *status = static_cast<HelloStatus>(buf[6]);
   const uint32_t msg_len = load_u32(buf + 7);
   if (msg_len > 65536) return malformed("hello reply message too long");
-  if (len < kFixed + msg_len) return need_more();
+  const size_t limits_len = *version >= 2 ? 16 : 0;
+  if (len < kFixed + msg_len + limits_len) return need_more();
   message->assign(reinterpret_cast<const char*>(buf + kFixed), msg_len);
-  return parsed(kFixed + msg_len);
+  if (limits_len > 0 && server_limits != nullptr) {
+    server_limits->max_value_bytes = static_cast<size_t>(load_u64(buf + kFixed + msg_len));
+    server_limits->max_key_bytes = static_cast<size_t>(load_u64(buf + kFixed + msg_len + 8));
+  }
+  return parsed(kFixed + msg_len + limits_len);
 }
 
 void encode_request(const Request& q, std::vector<uint8_t>* out) {
@@ -286,6 +298,7 @@ void encode_request(const Request& q, std::vector<uint8_t>* out) {
   w.integer<uint8_t>(static_cast<uint8_t>(q.op));
   switch (q.op) {
     case Op::SET:
+    case Op::SET_QUIET:
     case Op::APPEND:
       w.key(q.keys.at(0));
       w.value(q.values.at(0));
@@ -335,6 +348,7 @@ ParseResult parse_request(const uint8_t* buf, size_t len, const Limits& limits, 
   out->op = static_cast<Op>(op);
   switch (out->op) {
     case Op::SET:
+    case Op::SET_QUIET:
     case Op::APPEND:
       out->keys.push_back(r.key());
       out->values.push_back(r.value());
@@ -388,6 +402,8 @@ void encode_response(Op op, const Response& a, std::vector<uint8_t>* out) {
   } else if (a.status == Status::ERROR || a.status == Status::INVALID) {
     w.integer<uint32_t>(static_cast<uint32_t>(a.error.size()));
     w.bytes(a.error.data(), a.error.size());
+  } else if (a.status == Status::PARKED) {
+    // No fields.
   } else {
     switch (op) {
       case Op::GET:
@@ -419,7 +435,7 @@ ParseResult parse_response(Op op, const uint8_t* buf, size_t len, const Limits& 
   if (header.status != ParseStatus::kOk) return header;
   Reader r(buf + kFrameHeaderBytes, static_cast<size_t>(body_len), limits);
   auto status = r.integer<uint8_t>();
-  if (status > static_cast<uint8_t>(Status::INVALID)) {
+  if (status > static_cast<uint8_t>(Status::PARKED)) {
     return malformed(fmt::format("unknown response status {}", status));
   }
   *out = Response{};
@@ -428,6 +444,8 @@ ParseResult parse_response(Op op, const uint8_t* buf, size_t len, const Limits& 
     out->keys = r.keys();
   } else if (out->status == Status::ERROR || out->status == Status::INVALID) {
     out->error = r.text();
+  } else if (out->status == Status::PARKED) {
+    // No fields.
   } else {
     switch (op) {
       case Op::GET:

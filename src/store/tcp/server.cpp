@@ -47,6 +47,9 @@ struct Connection {
   Bytes out;
   size_t out_start = 0;  // sent up to here
   bool greeted = false;
+  // SET_QUIET requests applied since the last response on this connection:
+  // a request parked now owes the client a PARKED notice.
+  bool quiet_since_response = false;
   bool close_after_flush = false;
   bool writing = false;  // EPOLLOUT registered
   std::optional<Parked> parked;
@@ -150,8 +153,11 @@ class Server::Loop {
       if (!flush(c, id)) return close(id, nullptr);
     }
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-      if (!read_available(c)) return close(id, nullptr);
+      const bool open = read_available(c);
+      // Requests that arrived with the end of the stream are still carried
+      // out: a client may send a quiet set and close at once.
       process(id);
+      if (!open) close(id, nullptr);
     }
   }
 
@@ -197,12 +203,18 @@ class Server::Loop {
       c.in_start += r.consumed;
       if (r.status == ParseStatus::kRejected) {
         ++rejected_;
+        if (data[kFrameHeaderBytes] == static_cast<uint8_t>(Op::SET_QUIET)) {
+          // A quiet request has no response to carry the refusal; answering
+          // anyway would pair every later response with the wrong request.
+          const std::string reason = "a quiet set was rejected: " + r.reason;
+          return close(id, reason.c_str());
+        }
         TUTTI_LOG(LogLevel::WARNING, -1, "store",
                   "TCPStore server: rejecting a request from {}: {}", c.peer, r.reason);
         Response refusal;
         refusal.status = Status::INVALID;
         refusal.error = "the store server rejected the request: " + r.reason;
-        encode_response(Op::PING, refusal, &c.out);
+        respond(c, Op::PING, refusal);
         continue;
       }
       ++requests_;
@@ -227,12 +239,12 @@ class Server::Loop {
     c.in_start += r.consumed;
     HelloStatus status = HelloStatus::OK;
     std::string message;
-    if (version != kVersion) {
+    if (version < kMinVersion || version > kVersion) {
       status = HelloStatus::VERSION_MISMATCH;
       message = fmt::format(
-          "the store server speaks protocol version {}, the client {}; use "
+          "the store server speaks protocol versions {} to {}, the client {}; use "
           "the same tutti release on every host",
-          kVersion, version);
+          kMinVersion, kVersion, version);
     } else if (!tokens_match(token)) {
       status = HelloStatus::BAD_TOKEN;
       message = token.empty() ? "the store requires a token: set TUTTI_STORE_TOKEN to the "
@@ -240,7 +252,9 @@ class Server::Loop {
                               : "the store refused the client's token (TUTTI_STORE_TOKEN "
                                 "differs from the server's)";
     }
-    auto reply = encode_hello_reply(status, message);
+    // Speak the client's version when it is older than ours.
+    const uint16_t spoken = status == HelloStatus::VERSION_MISMATCH ? kVersion : version;
+    auto reply = encode_hello_reply(status, message, spoken, options_.limits);
     c.out.insert(c.out.end(), reply.begin(), reply.end());
     if (status != HelloStatus::OK) {
       ++rejected_;
@@ -269,6 +283,11 @@ class Server::Loop {
   void handle(Connection& c, uint64_t id, Request q) {
     Response a;
     switch (q.op) {
+      case Op::SET_QUIET:
+        data_[q.keys[0]] = std::move(q.values[0]);
+        c.quiet_since_response = true;
+        changed(q.keys[0]);
+        return;  // no response
       case Op::SET:
         data_[q.keys[0]] = std::move(q.values[0]);
         changed(q.keys[0]);
@@ -330,7 +349,12 @@ class Server::Loop {
       case Op::PING:
         break;
     }
-    encode_response(q.op, a, &c.out);
+    respond(c, q.op, a);
+  }
+
+  void respond(Connection& c, Op op, const Response& a) {
+    encode_response(op, a, &c.out);
+    c.quiet_since_response = false;
   }
 
   Response answer_wait(const Request& q) {
@@ -359,6 +383,13 @@ class Server::Loop {
     if (p.deadline != Clock::time_point::max()) deadlines_.emplace(p.deadline, id);
     p.request = std::move(q);
     c.parked = std::move(p);
+    if (c.quiet_since_response) {
+      // The client may hold other requests until it knows its quiet sets
+      // were applied; tell it now rather than when the keys appear.
+      Response notice;
+      notice.status = Status::PARKED;
+      respond(c, c.parked->request.op, notice);
+    }
   }
 
   // A key was written: answer the parked requests now complete.
@@ -384,7 +415,7 @@ class Server::Loop {
       if (!all_present(c.parked->request.keys)) continue;  // still waiting on another key
       Request q = std::move(c.parked->request);
       c.parked.reset();
-      encode_response(q.op, answer_wait(q), &c.out);
+      respond(c, q.op, answer_wait(q));
       process(id);  // the client may have pipelined more requests
     }
     draining_ = false;
@@ -421,7 +452,7 @@ class Server::Loop {
       const Op op = c.parked->request.op;
       unwatch(id, c.parked->request.keys);
       c.parked.reset();
-      encode_response(op, a, &c.out);
+      respond(c, op, a);
       process(id);
     }
   }

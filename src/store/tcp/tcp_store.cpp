@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "core/logging.hpp"
@@ -63,8 +64,10 @@ Request make(Op op, std::vector<std::string> keys = {},
 // One connection to the server. Not thread-safe: TCPStore serialises calls.
 class TCPStore::Client {
  public:
-  Client(std::string host, uint16_t port, std::string token, tcpstore::Limits limits)
-      : host_(std::move(host)),
+  Client(TCPStore* owner, std::string host, uint16_t port, std::string token,
+         tcpstore::Limits limits)
+      : owner_(owner),
+        host_(std::move(host)),
         port_(port),
         token_(std::move(token)),
         limits_(limits),
@@ -86,7 +89,8 @@ class TCPStore::Client {
       tcpstore::HelloStatus status{};
       std::string message;
       while (true) {
-        auto r = tcpstore::parse_hello_reply(in_.data(), in_.size(), &version, &status, &message);
+        auto r = tcpstore::parse_hello_reply(in_.data(), in_.size(), &version, &status, &message,
+                                             &server_limits_);
         if (r.status == tcpstore::ParseStatus::kOk) {
           in_.erase(in_.begin(), in_.begin() + static_cast<std::ptrdiff_t>(r.consumed));
           break;
@@ -99,8 +103,30 @@ class TCPStore::Client {
       if (status != tcpstore::HelloStatus::OK) {
         throw DistStoreError(fmt::format("{} refused the connection: {}", server_name_, message));
       }
+      version_ = version;
     } catch (...) {
       fd_.reset();
+      throw;
+    }
+  }
+
+  // Sends a set that gets no response (SET_QUIET), if the server takes such
+  // requests and this key and value (else it must answer with a refusal);
+  // false when it sent nothing. The connection is then unsettled until the
+  // server next answers on it.
+  bool try_post(const Request& q, Clock::time_point deadline) {
+    try {
+      if (!fd_.valid()) connect(deadline);
+      if (version_ < 2 || q.keys.at(0).size() > server_limits_.max_key_bytes ||
+          q.values.at(0).size() > server_limits_.max_value_bytes ||
+          !owner_->claim_unsettled(this)) {
+        return false;
+      }
+      unsettled_ = true;
+      send(q, deadline, deadline);
+      return true;
+    } catch (...) {
+      drop();
       throw;
     }
   }
@@ -110,15 +136,15 @@ class TCPStore::Client {
   Response call(const Request& q, Clock::time_point connect_deadline,
                 Clock::time_point reply_deadline) {
     try {
-      if (!fd_.valid()) connect(connect_deadline);
-      out_.clear();
-      tcpstore::encode_request(q, &out_);
-      net::send_all(fd_.get(), out_.data(), out_.size(), reply_deadline, server_name_);
+      send(q, connect_deadline, reply_deadline);
       Response a;
       while (true) {
         auto r = tcpstore::parse_response(q.op, in_.data(), in_.size(), limits_, &a);
         if (r.status == tcpstore::ParseStatus::kOk) {
           in_.erase(in_.begin(), in_.begin() + static_cast<std::ptrdiff_t>(r.consumed));
+          // Any answer means the server has applied every earlier request.
+          settle();
+          if (a.status == tcpstore::Status::PARKED) continue;
           return a;
         }
         if (r.status == tcpstore::ParseStatus::kMalformed ||
@@ -129,13 +155,33 @@ class TCPStore::Client {
         receive(reply_deadline);
       }
     } catch (...) {
-      fd_.reset();
-      in_.clear();
+      drop();
       throw;
     }
   }
 
  private:
+  void send(const Request& q, Clock::time_point connect_deadline, Clock::time_point deadline) {
+    if (!fd_.valid()) connect(connect_deadline);
+    out_.clear();
+    tcpstore::encode_request(q, &out_);
+    net::send_all(fd_.get(), out_.data(), out_.size(), deadline, server_name_);
+  }
+
+  void settle() {
+    if (!unsettled_) return;
+    unsettled_ = false;
+    owner_->settled(this);
+  }
+
+  // Forgets the connection after a failure. Sets it carried are lost or
+  // applied; either way no later request can overtake them on it.
+  void drop() {
+    fd_.reset();
+    in_.clear();
+    settle();
+  }
+
   void receive(Clock::time_point deadline) {
     // A reusable scratch buffer: growing in_ by a chunk would zero-fill it on
     // every call, which costs more than the bytes that arrive.
@@ -153,6 +199,7 @@ class TCPStore::Client {
     in_.insert(in_.end(), scratch_.data(), scratch_.data() + n);
   }
 
+  TCPStore* const owner_;
   const std::string host_;
   const uint16_t port_;
   const std::string token_;
@@ -163,6 +210,9 @@ class TCPStore::Client {
   std::vector<uint8_t> out_;
   std::vector<uint8_t> scratch_;
   bool fast_replies_ = true;
+  bool unsettled_ = false;  // quiet requests sent, no answer since
+  uint16_t version_ = 0;    // the protocol version the server speaks
+  tcpstore::Limits server_limits_;
 };
 
 TCPStore::TCPStore(std::string host, const TCPStoreOptions& opts)
@@ -190,7 +240,7 @@ TCPStore::TCPStore(std::string host, const TCPStoreOptions& opts)
   }
   token_ = token;
   // Connect now, so a constructor that returns means the server is there.
-  auto first = std::make_unique<Client>(host_, port_, token_, limits);
+  auto first = std::make_unique<Client>(this, host_, port_, token_, limits);
   first->connect(deadline_after(opts.timeout));
   release(std::move(first));
   const int64_t joined = add(tcpstore::kWorkersKey, 1);
@@ -214,21 +264,60 @@ TCPStore::~TCPStore() = default;
 
 std::unique_ptr<TCPStore::Client> TCPStore::acquire() {
   {
-    std::lock_guard<std::mutex> lock(pool_mutex_);
-    if (!idle_.empty()) {
-      auto client = std::move(idle_.back());
-      idle_.pop_back();
+    std::unique_lock<std::mutex> lock(pool_mutex_);
+    auto take = [&](std::vector<std::unique_ptr<Client>>::iterator it) {
+      auto client = std::move(*it);
+      idle_.erase(it);
       return client;
+    };
+    // Held only for one request's round trip (see the header), so the wait
+    // is short; the store's timeout bounds it all the same.
+    const auto t = timeout();
+    const auto deadline = deadline_after(t);
+    while (unsettled_ != nullptr) {
+      auto it = std::find_if(idle_.begin(), idle_.end(),
+                             [&](const auto& c) { return c.get() == unsettled_; });
+      if (it != idle_.end()) return take(it);
+      if (deadline == Clock::time_point::max()) {
+        pool_cv_.wait(lock);
+      } else if (pool_cv_.wait_until(lock, deadline) == std::cv_status::timeout &&
+                 unsettled_ != nullptr) {
+        throw TimeoutError(fmt::format(
+            "TCPStore at {}: a call waited {} ms for another thread's call, which holds the "
+            "connection its earlier sets went out on",
+            net::endpoint(host_, port_), t.count()));
+      }
     }
+    if (!idle_.empty()) return take(idle_.end() - 1);
   }
   tcpstore::Limits limits;
   limits.max_value_bytes = max_value_bytes_;
-  return std::make_unique<Client>(host_, port_, token_, limits);
+  return std::make_unique<Client>(this, host_, port_, token_, limits);
 }
 
 void TCPStore::release(std::unique_ptr<Client> client) {
+  {
+    std::lock_guard<std::mutex> lock(pool_mutex_);
+    idle_.push_back(std::move(client));
+    if (unsettled_ == nullptr) return;
+  }
+  pool_cv_.notify_all();
+}
+
+bool TCPStore::claim_unsettled(Client* client) {
   std::lock_guard<std::mutex> lock(pool_mutex_);
-  idle_.push_back(std::move(client));
+  if (unsettled_ != nullptr && unsettled_ != client) return false;
+  unsettled_ = client;
+  return true;
+}
+
+void TCPStore::settled(Client* client) {
+  {
+    std::lock_guard<std::mutex> lock(pool_mutex_);
+    if (unsettled_ != client) return;
+    unsettled_ = nullptr;
+  }
+  pool_cv_.notify_all();
 }
 
 template <class F>
@@ -247,16 +336,11 @@ bool TCPStore::is_server() const { return server_ != nullptr; }
 
 namespace {
 
-// Runs one request, translating the server's refusals into exceptions.
-template <class Client>
-Response run(Client& client, const Request& q, std::chrono::milliseconds timeout, bool waits) {
-  const auto connect_deadline = deadline_after(timeout);
-  const auto reply_deadline = waits && timeout > std::chrono::milliseconds::zero()
-                                  ? connect_deadline + kServerGrace
-                                  : connect_deadline;
-  Response a;
+// Runs f (which sends q), naming the request in its network errors.
+template <class F>
+auto naming_request(const Request& q, F&& f) {
   try {
-    a = client.call(q, connect_deadline, reply_deadline);
+    return f();
   } catch (const TimeoutError& e) {
     throw TimeoutError(fmt::format("TCPStore {}{}: {}", tcpstore::to_string(q.op),
                                    q.keys.empty() ? "" : " of " + store_util::quote_keys(q.keys),
@@ -264,6 +348,23 @@ Response run(Client& client, const Request& q, std::chrono::milliseconds timeout
   } catch (const DistNetworkError& e) {
     throw DistNetworkError(fmt::format("TCPStore {}: {}", tcpstore::to_string(q.op), e.what()));
   }
+}
+
+// Sends a request that has no response, if the connection can; false if not.
+template <class Client>
+bool try_post(Client& client, const Request& q, std::chrono::milliseconds timeout) {
+  const auto deadline = deadline_after(timeout);
+  return naming_request(q, [&] { return client.try_post(q, deadline); });
+}
+
+// Runs one request, translating the server's refusals into exceptions.
+template <class Client>
+Response run(Client& client, const Request& q, std::chrono::milliseconds timeout, bool waits) {
+  const auto connect_deadline = deadline_after(timeout);
+  const auto reply_deadline = waits && timeout > std::chrono::milliseconds::zero()
+                                  ? connect_deadline + kServerGrace
+                                  : connect_deadline;
+  Response a = naming_request(q, [&] { return client.call(q, connect_deadline, reply_deadline); });
   switch (a.status) {
     case tcpstore::Status::OK:
       return a;
@@ -274,6 +375,7 @@ Response run(Client& client, const Request& q, std::chrono::milliseconds timeout
     case tcpstore::Status::INVALID:
       throw InvalidArgument(a.error);
     case tcpstore::Status::ERROR:
+    case tcpstore::Status::PARKED:  // consumed by Client::call
       break;
   }
   throw DistStoreError(fmt::format("TCPStore {} failed at {}: {}", tcpstore::to_string(q.op),
@@ -295,7 +397,15 @@ void TCPStore::check_value_size(const char* op, const std::string& key,
 void TCPStore::set(const std::string& key, const std::vector<uint8_t>& value) {
   check_value_size("set", key, value);
   const auto t = timeout();
-  with_client([&](Client& c) { return run(c, make(Op::SET, {key}, {value}), t, false); });
+  with_client([&](Client& c) {
+    // A set the server would refuse goes out acknowledged, so that the
+    // refusal has a response to travel in.
+    Request q = make(Op::SET_QUIET, {key}, {value});
+    if (!try_post(c, q, t)) {
+      q.op = Op::SET;
+      run(c, q, t, false);
+    }
+  });
 }
 
 std::vector<uint8_t> TCPStore::get(const std::string& key) {
