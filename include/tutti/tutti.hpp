@@ -2,6 +2,7 @@
 #pragma once
 
 #include "tutti/backend.hpp"
+#include "tutti/debug.hpp"
 #include "tutti/dlpack.hpp"
 #include "tutti/errors.hpp"
 #include "tutti/file_store.hpp"

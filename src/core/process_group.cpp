@@ -8,6 +8,7 @@
 
 #include "core/checks.hpp"
 #include "core/logging.hpp"
+#include "debug/debug_backend.hpp"
 #include "debug/group_tracer.hpp"
 #include "tutti/prefix_store.hpp"
 
@@ -105,6 +106,9 @@ ProcessGroup::ProcessGroup(std::shared_ptr<Store> store, int rank, int size, Opt
     if (!backend) backend = info->factory(config);
     backends_[device_slot(type)] = std::move(backend);
   }
+  // TUTTI_DEBUG: logs the group and, at DETAIL, wraps its backends in checks.
+  debug::instrument_group(backends_, {store_, rank_, size_, options_.timeout, options_.group_name},
+                          backend_name());
   tracer_ = trace::GroupTracer::create(store_, rank_, size_, options_.group_name);
   TUTTI_LOG(LogLevel::INFO, rank_, options_.group_name,
             "created process group of size {} with backend '{}'", size_, backend_name());

@@ -5,6 +5,7 @@
 #include <thread>
 #include <vector>
 
+#include "tutti/debug.hpp"
 #include "tutti/errors.hpp"
 
 namespace tutti::trace {
@@ -20,6 +21,8 @@ std::string error_type_name(const std::exception_ptr& error) {
     return "DistNetworkError";
   } catch (const DistStoreError&) {
     return "DistStoreError";
+  } catch (const DesyncError&) {
+    return "DesyncError";
   } catch (const DistBackendError&) {
     return "DistBackendError";
   } catch (const Error&) {
@@ -52,6 +55,8 @@ std::exception_ptr with_note(const std::exception_ptr& error, const std::string&
     return std::make_exception_ptr(DistNetworkError(e.what() + note));
   } catch (const DistStoreError& e) {
     return std::make_exception_ptr(DistStoreError(e.what() + note));
+  } catch (const DesyncError& e) {  // TUTTI_DEBUG=DETAIL's, a DistBackendError
+    return std::make_exception_ptr(DesyncError(e.what() + note));
   } catch (const DistBackendError& e) {
     return std::make_exception_ptr(DistBackendError(e.what() + note));
   } catch (const Error& e) {
