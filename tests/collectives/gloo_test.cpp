@@ -345,6 +345,30 @@ TEST(GlooFaults, DestroyingAGroupWithWorkInFlightDoesNotHang) {
   });
 }
 
+// A send or recv posted after its peer has left fails its Work with a tutti
+// error; gloo's own exception must not reach the caller.
+TEST(GlooFaults, PostingToAPeerThatLeftFailsTheWork) {
+  run_ranks(2, [](const RankContext& ctx) {
+    auto pg = make_gloo_group(ctx, 60s);
+    finish(*pg);
+    auto store = pg->store();
+    if (ctx.rank == 1) {
+      pg.reset();
+      store->set("left", std::string("1"));
+      store->wait({"done"}, 30s);
+      return;
+    }
+    store->wait({"left"}, 30s);
+    std::this_thread::sleep_for(300ms);  // gloo sees the connection close
+    for (int i = 0; i < 2; ++i) {
+      std::vector<Tensor> t = {Tensor::zeros({4}, DType::Float32)};
+      auto work = i == 0 ? pg->recv(t, 1, 5) : pg->send(t, 1, 5);
+      EXPECT_THROW(work->wait(), DistNetworkError);
+    }
+    store->set("done", std::string("1"));
+  });
+}
+
 TEST(GlooFaults, MonitoredBarrierNamesTheMissingRanks) {
   auto outcomes = run_ranks_collect(
       4,

@@ -45,16 +45,23 @@ std::shared_ptr<Work> GlooBackend::post_p2p(OpType op, Tensor tensor, int peer, 
     }
   });
   const uint64_t s = slot(kSendRecvSlotPrefix, static_cast<uint32_t>(tag));
-  if (op == OpType::SEND) {
-    buffer->send(peer, s);
-  } else if (op == OpType::RECV) {
-    buffer->recv(peer, s);
-  } else {
-    std::vector<int> sources;
-    for (int r = 0; r < size(); ++r) {
-      if (r != rank()) sources.push_back(r);
+  try {
+    if (op == OpType::SEND) {
+      buffer->send(peer, s);
+    } else if (op == OpType::RECV) {
+      buffer->recv(peer, s);
+    } else {
+      std::vector<int> sources;
+      for (int r = 0; r < size(); ++r) {
+        if (r != rank()) sources.push_back(r);
+      }
+      buffer->recv(sources, s);
     }
-    buffer->recv(sources, s);
+  } catch (...) {
+    // A connection that already broke (the peer exited) fails the work, as
+    // a break during the transfer would.
+    work->complete(translate_current_exception(work->description(), work->timeout()));
+    return work;
   }
   work->started();
   {
