@@ -26,7 +26,7 @@
 // completes (Work::finish asks the recorder before anyone can see the work
 // complete), so wait(), Work::exception() and the Future all carry it. The
 // store is consulted once per group, for at most 2 s: a dead store leaves
-// errors as they were. See docs/debugging-recorder.md.
+// errors as they were. See docs/debugging.md.
 #pragma once
 
 #include <cstddef>
