@@ -14,6 +14,7 @@
 
 #include "collectives/reference.hpp"
 #include "collectives/suite.hpp"
+#include "harness/groups.hpp"
 #include "harness/multiproc.hpp"
 #include "tutti/errors.hpp"
 #include "tutti/process_group.hpp"
@@ -24,44 +25,10 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::shared_ptr<ProcessGroup> make_gloo_group(const RankContext& ctx,
-                                              std::chrono::milliseconds timeout = 60s) {
-  auto store =
-      std::make_shared<TCPStore>("127.0.0.1", TCPStoreOptions{.port = ctx.port,
-                                                              .is_server = ctx.rank == 0,
-                                                              .num_workers = ctx.world_size,
-                                                              .timeout = 60s});
-  return std::make_shared<ProcessGroup>(
-      store, ctx.rank, ctx.world_size,
-      ProcessGroup::Options{.backend = "gloo", .timeout = timeout});
-}
-
 // The rank that hosts the store must outlive the others' last store call.
 void finish(ProcessGroup& pg) { pg.barrier()->wait(); }
 
-struct Family {
-  const char* name;
-  void (*check)(ProcessGroup&);
-};
-
-// Names the parameter in test output (instead of dumping its bytes).
-void PrintTo(const Family& family, std::ostream* os) { *os << family.name; }
-
-const Family kFamilies[] = {
-    {"Broadcast", check_broadcast},
-    {"Allreduce", check_allreduce},
-    {"AllreduceCoalesced", check_allreduce_coalesced},
-    {"Reduce", check_reduce},
-    {"Allgather", check_allgather},
-    {"GatherScatter", check_gather_scatter},
-    {"ReduceScatter", check_reduce_scatter},
-    {"Alltoall", check_alltoall},
-    {"PointToPoint", check_point_to_point},
-    {"Barrier", check_barrier},
-    {"AllreduceSparse", check_allreduce_sparse},
-};
-
-class GlooSuite : public ::testing::TestWithParam<std::tuple<Family, int>> {};
+class GlooSuite : public ::testing::TestWithParam<std::tuple<SuiteFamily, int>> {};
 
 TEST_P(GlooSuite, MatchesTheReference) {
   const auto [family, world] = GetParam();
@@ -75,7 +42,7 @@ TEST_P(GlooSuite, MatchesTheReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Gloo, GlooSuite,
-                         ::testing::Combine(::testing::ValuesIn(kFamilies),
+                         ::testing::Combine(::testing::ValuesIn(kSuiteFamilies),
                                             ::testing::Values(1, 2, 3, 4)),
                          [](const auto& info) {
                            return std::string(std::get<0>(info.param).name) + "_" +

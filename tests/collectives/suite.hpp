@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <ostream>
 #include <vector>
 
 #include "tutti/process_group.hpp"
@@ -32,5 +33,25 @@ void check_alltoall(ProcessGroup& pg);        // alltoall, alltoall_base (equal 
 void check_point_to_point(ProcessGroup& pg);  // send/recv in a ring, recv_anysource
 void check_barrier(ProcessGroup& pg);
 void check_allreduce_sparse(ProcessGroup& pg);
+
+// Every check above, named, for suites parameterized over them.
+struct SuiteFamily {
+  const char* name;
+  void (*check)(ProcessGroup&);
+};
+inline void PrintTo(const SuiteFamily& family, std::ostream* os) { *os << family.name; }
+inline constexpr SuiteFamily kSuiteFamilies[] = {
+    {"Broadcast", check_broadcast},
+    {"Allreduce", check_allreduce},
+    {"AllreduceCoalesced", check_allreduce_coalesced},
+    {"Reduce", check_reduce},
+    {"Allgather", check_allgather},
+    {"GatherScatter", check_gather_scatter},
+    {"ReduceScatter", check_reduce_scatter},
+    {"Alltoall", check_alltoall},
+    {"PointToPoint", check_point_to_point},
+    {"Barrier", check_barrier},
+    {"AllreduceSparse", check_allreduce_sparse},
+};
 
 }  // namespace tutti::testing

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "collectives/reference.hpp"
+#include "harness/groups.hpp"
 #include "harness/multiproc.hpp"
 #include "tutti/debug.hpp"
 #include "tutti/errors.hpp"
@@ -22,14 +23,7 @@ using Clock = std::chrono::steady_clock;
 std::shared_ptr<ProcessGroup> make_detail_group(const RankContext& ctx,
                                                 std::chrono::milliseconds timeout) {
   set_debug_level(DebugLevel::DETAIL);
-  auto store =
-      std::make_shared<TCPStore>("127.0.0.1", TCPStoreOptions{.port = ctx.port,
-                                                              .is_server = ctx.rank == 0,
-                                                              .num_workers = ctx.world_size,
-                                                              .timeout = 60s});
-  return std::make_shared<ProcessGroup>(
-      store, ctx.rank, ctx.world_size,
-      ProcessGroup::Options{.backend = "gloo", .timeout = timeout});
+  return make_gloo_group(ctx, timeout);
 }
 
 Tensor filled(std::vector<int64_t> sizes, DType dtype, double value) {

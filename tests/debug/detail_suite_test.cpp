@@ -6,6 +6,7 @@
 
 #include "collectives/suite.hpp"
 #include "debug/debug_backend.hpp"
+#include "harness/groups.hpp"
 #include "harness/multiproc.hpp"
 #include "tutti/debug.hpp"
 #include "tutti/process_group.hpp"
@@ -16,41 +17,13 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Family {
-  const char* name;
-  void (*check)(ProcessGroup&);
-};
-
-void PrintTo(const Family& family, std::ostream* os) { *os << family.name; }
-
-const Family kFamilies[] = {
-    {"Broadcast", check_broadcast},
-    {"Allreduce", check_allreduce},
-    {"AllreduceCoalesced", check_allreduce_coalesced},
-    {"Reduce", check_reduce},
-    {"Allgather", check_allgather},
-    {"GatherScatter", check_gather_scatter},
-    {"ReduceScatter", check_reduce_scatter},
-    {"Alltoall", check_alltoall},
-    {"PointToPoint", check_point_to_point},
-    {"Barrier", check_barrier},
-    {"AllreduceSparse", check_allreduce_sparse},
-};
-
-class DetailSuite : public ::testing::TestWithParam<std::tuple<Family, int>> {};
+class DetailSuite : public ::testing::TestWithParam<std::tuple<SuiteFamily, int>> {};
 
 TEST_P(DetailSuite, MatchesTheReferenceUnderDetail) {
   const auto [family, world] = GetParam();
   run_ranks(world,
             [check = family.check](const RankContext& ctx) {
-              auto store = std::make_shared<TCPStore>("127.0.0.1",
-                                                      TCPStoreOptions{.port = ctx.port,
-                                                                      .is_server = ctx.rank == 0,
-                                                                      .num_workers = ctx.world_size,
-                                                                      .timeout = 60s});
-              auto pg = std::make_shared<ProcessGroup>(
-                  store, ctx.rank, ctx.world_size,
-                  ProcessGroup::Options{.backend = "gloo", .timeout = 60s});
+              auto pg = make_gloo_group(ctx);
               // The checks really run: the group's backend is the wrapper.
               ASSERT_EQ(debug_level(), DebugLevel::DETAIL);
               ASSERT_NE(dynamic_cast<debug::DebugBackend*>(pg->get_backend(DeviceType::CPU).get()),
@@ -62,7 +35,7 @@ TEST_P(DetailSuite, MatchesTheReferenceUnderDetail) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Detail, DetailSuite,
-                         ::testing::Combine(::testing::ValuesIn(kFamilies),
+                         ::testing::Combine(::testing::ValuesIn(kSuiteFamilies),
                                             ::testing::Values(1, 2, 3, 4)),
                          [](const auto& info) {
                            return std::string(std::get<0>(info.param).name) + "_" +

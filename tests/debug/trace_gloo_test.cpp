@@ -12,6 +12,7 @@
 #include "debug/trace_dump.hpp"
 #include "debug/trace_test_util.hpp"
 #include "harness/expect.hpp"
+#include "harness/groups.hpp"
 #include "harness/multiproc.hpp"
 #include "tutti/errors.hpp"
 #include "tutti/process_group.hpp"
@@ -23,18 +24,6 @@ namespace {
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
-
-std::shared_ptr<ProcessGroup> make_gloo_group(const RankContext& ctx,
-                                              std::chrono::milliseconds timeout) {
-  auto store =
-      std::make_shared<TCPStore>("127.0.0.1", TCPStoreOptions{.port = ctx.port,
-                                                              .is_server = ctx.rank == 0,
-                                                              .num_workers = ctx.world_size,
-                                                              .timeout = 60s});
-  return std::make_shared<ProcessGroup>(
-      store, ctx.rank, ctx.world_size,
-      ProcessGroup::Options{.backend = "gloo", .timeout = timeout});
-}
 
 std::string dump_path(const std::string& dir, int rank) {
   return (fs::path(dir) / ("tutti-trace.rank" + std::to_string(rank) + ".json")).string();
