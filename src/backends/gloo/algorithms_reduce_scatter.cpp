@@ -171,6 +171,18 @@ class RingReduceScatter {
         if (sending[b][j]) wait(*partial_bufs[b][j], /*receiving=*/false, steps_ - 1);
       }
     }
+    // Done: the buffers go later (see Retired), with the scratch under them.
+    struct Leftovers {
+      Tensor incoming;
+      std::array<Tensor, 2> partial;
+      // After the tensors: destroyed first.
+      std::array<std::vector<std::unique_ptr<UnboundBuffer>>, 2> partial_bufs;
+      std::vector<std::unique_ptr<UnboundBuffer>> incoming_bufs;
+      std::vector<std::unique_ptr<UnboundBuffer>> input_bufs;
+    };
+    ctx_.retire(std::make_shared<Leftovers>(
+        Leftovers{std::move(incoming), std::move(partial), std::move(partial_bufs),
+                  std::move(incoming_bufs), std::move(input_bufs)}));
   }
 
  private:
