@@ -22,6 +22,16 @@ std::exception_ptr with_context(const std::string& what) {
   }
 }
 
+std::string message_of(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown error";
+  }
+}
+
 std::exception_ptr with_detail(std::exception_ptr error, const std::string& detail) {
   if (detail.empty() || !error) return error;
   try {

@@ -17,4 +17,8 @@ std::exception_ptr with_context(const std::string& what);
 // empty detail returns error unchanged.
 std::exception_ptr with_detail(std::exception_ptr error, const std::string& detail);
 
+// what() of the exception in `error` ("unknown error" for a non-std one),
+// for logs and messages.
+std::string message_of(const std::exception_ptr& error);
+
 }  // namespace tutti

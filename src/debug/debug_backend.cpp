@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "core/error_context.hpp"
 #include "core/logging.hpp"
 #include "tutti/debug.hpp"
 #include "tutti/errors.hpp"
@@ -9,16 +10,6 @@
 
 namespace tutti::debug {
 namespace {
-
-std::string message_of(const std::exception_ptr& error) {
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-    return "unknown error";
-  }
-}
 
 // The helper gloo backend of one wrapped backend, on its own store prefix.
 std::shared_ptr<Backend> make_helper(const GroupInfo& group, const std::string& wrapped) {

@@ -177,6 +177,30 @@ struct Pending {
   }
 };
 
+// The sequencer's action for a matched pair: posts the real send or recv
+// (`post`, on the wrapped backend) and completes `work` with it; `source` is
+// the peer a recv reports (-1 for a send). It holds the backend weakly: it
+// may wait in the sequencer, which the backend owns.
+std::function<void()> start_real(std::weak_ptr<DebugBackend> weak, std::shared_ptr<EngineWork> work,
+                                 std::shared_ptr<Pending> pending, int source,
+                                 std::function<std::shared_ptr<Work>(Backend&)> post) {
+  return [weak = std::move(weak), work = std::move(work), pending = std::move(pending), source,
+          post = std::move(post)] {
+    try {
+      auto self = weak.lock();
+      if (!self) {
+        work->complete(std::make_exception_ptr(DistBackendError(
+            fmt::format("{}: its process group was destroyed first", work->description()))));
+        return;
+      }
+      auto real = pending->start([&] { return post(*self->target()); });
+      if (real) follow(work, real, source);
+    } catch (...) {
+      work->complete(std::current_exception());
+    }
+  };
+}
+
 }  // namespace
 
 void Sequencer::arrive(const Key& key, uint64_t counter, std::function<void()> action) {
@@ -247,23 +271,11 @@ std::shared_ptr<Work> DebugBackend::post_send(std::vector<Tensor>& tensors, int 
                                   mismatch(me, dst, tag, sent, answer, anysource)))));
       return;
     }
-    // The action holds the backend weakly: it may wait in the sequencer,
-    // which the backend owns.
-    self->sequencer_.arrive(key, counter, [weak, work, pending, data, dst, tag] {
-      try {
-        auto self = weak.lock();
-        if (!self) {
-          work->complete(std::make_exception_ptr(DistBackendError(
-              fmt::format("{}: its process group was destroyed first", work->description()))));
-          return;
-        }
-        auto copy = data;
-        auto real = pending->start([&] { return self->target()->send(copy, dst, tag); });
-        if (real) follow(work, real, -1);
-      } catch (...) {
-        work->complete(std::current_exception());
-      }
-    });
+    self->sequencer_.arrive(key, counter,
+                            start_real(weak, work, pending, -1, [data, dst, tag](Backend& real) {
+                              auto copy = data;
+                              return real.send(copy, dst, tag);
+                            }));
   });
   return work;
 }
@@ -325,21 +337,11 @@ std::shared_ptr<Work> DebugBackend::post_recv(OpType op, std::vector<Tensor>& te
                                   mismatch(source, me, tag, incoming, mine, anysource)))));
       return;
     }
-    self->sequencer_.arrive(key, counter, [weak, work, pending, data, source, tag] {
-      try {
-        auto self = weak.lock();
-        if (!self) {
-          work->complete(std::make_exception_ptr(DistBackendError(
-              fmt::format("{}: its process group was destroyed first", work->description()))));
-          return;
-        }
-        auto copy = data;
-        auto real = pending->start([&] { return self->target()->recv(copy, source, tag); });
-        if (real) follow(work, real, source);
-      } catch (...) {
-        work->complete(std::current_exception());
-      }
-    });
+    self->sequencer_.arrive(
+        key, counter, start_real(weak, work, pending, source, [data, source, tag](Backend& real) {
+          auto copy = data;
+          return real.recv(copy, source, tag);
+        }));
   });
   return work;
 }

@@ -70,16 +70,6 @@ Options Options::from_env(std::chrono::milliseconds timeout) {
   return options;
 }
 
-std::string message_of(const std::exception_ptr& error) {
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-    return "unknown error";
-  }
-}
-
 std::exception_ptr translate_current_exception(const std::string& what,
                                                std::chrono::milliseconds timeout) {
   if (auto tutti_error = with_context(what)) return tutti_error;

@@ -22,9 +22,6 @@ class GlooWork : public EngineWork {
   const std::chrono::milliseconds timeout_;
 };
 
-// what() of an exception_ptr, for logs.
-std::string message_of(const std::exception_ptr& error);
-
 // Wraps the exception in flight (call from a catch block) as a tutti error
 // whose message starts with `what` ("allreduce #3 on group 'default' rank
 // 1/2"): gloo timeouts become TimeoutError, other gloo I/O failures
