@@ -2,6 +2,12 @@
 // failed before its fix.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "backends/gloo/waiter_pool.hpp"
 #include "collectives/reference.hpp"
 #include "harness/groups.hpp"
 #include "harness/multiproc.hpp"
@@ -39,6 +45,43 @@ TEST(SoakFound, EmptyRecvAnysourceThenMoreTraffic) {
               finish(*pg);
             },
             {.deadline = 60s});
+}
+
+// The soak's thread count grew with every new peak of concurrent
+// point-to-point transfers: the waiter pool kept every thread it ever made.
+TEST(SoakFound, WaiterPoolThreadsLeaveAfterABurst) {
+  gloo_backend::WaiterPool pool(50ms);
+  constexpr int kBurst = 8;
+  std::mutex mutex;
+  std::condition_variable cv;
+  int started = 0;
+  bool release = false;
+  for (int i = 0; i < kBurst; ++i) {
+    pool.run([&] {
+      std::unique_lock<std::mutex> lock(mutex);
+      ++started;
+      cv.notify_all();
+      cv.wait(lock, [&] { return release; });
+    });
+  }
+  {
+    std::unique_lock<std::mutex> lock(mutex);
+    ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return started == kBurst; }));
+    EXPECT_EQ(pool.threads(), static_cast<size_t>(kBurst));
+    release = true;
+    cv.notify_all();
+  }
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  while (pool.threads() > gloo_backend::WaiterPool::kKeptIdle &&
+         std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(pool.threads(), gloo_backend::WaiterPool::kKeptIdle);
+  // The pool still runs work, on a kept thread or a new one.
+  std::atomic<bool> ran{false};
+  pool.run([&] { ran = true; });
+  while (!ran && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(1ms);
+  EXPECT_TRUE(ran);
 }
 
 }  // namespace
