@@ -67,10 +67,10 @@ case "$scenario" in
     netns_up 3
     bytes=1048576
     run_timed() { NETNS_LIMIT=200 netns_run_all "$rank_program" timed --bytes "$bytes" --iters 3; }
-    plain=$(run_timed)
+    plain=$(run_timed) || { echo "$plain"; exit 1; }
     echo "$plain"
     netns_shape 1 tbf rate 20mbit burst 32kbit latency 50ms
-    shaped=$(run_timed)
+    shaped=$(run_timed) || { echo "$shaped"; exit 1; }
     echo "$shaped"
     netns_unshape 1
     status=0

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Several hosts on one machine: network namespaces joined by veth pairs to a
 # bridge, one namespace per node. Sourced by the tests in tests/net and by
 # scripts/netns; needs root (or CAP_NET_ADMIN and CAP_SYS_ADMIN) and iproute2.
@@ -16,7 +17,7 @@
 # trap (and on INT/TERM), killing what still runs inside first.
 
 # The exit code ctest reads as "skipped" (SKIP_RETURN_CODE in tests/CMakeLists.txt).
-NETNS_SKIP=77
+export NETNS_SKIP=77
 NETNS_PREFIX="tutti$$"
 NETNS_SUBNET="10.77.0"
 NETNS_NODES=0
