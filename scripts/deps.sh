@@ -9,6 +9,7 @@ TUTTI_DEBIAN_PACKAGES=(
   libfmt-dev libdlpack-dev libcli11-dev nlohmann-json3-dev
   libgloo-dev
   libopenmpi-dev openmpi-bin
+  iproute2
 )
 
 tutti_install_deps() {

@@ -45,17 +45,21 @@ std::shared_ptr<Work> GlooBackend::post_p2p(OpType op, Tensor tensor, int peer, 
     }
   });
   const uint64_t s = slot(kSendRecvSlotPrefix, static_cast<uint32_t>(tag));
+  // The byte count is explicit: left to gloo, a receive from any rank into
+  // an empty tensor fails gloo's check that offset 0 lies inside the buffer
+  // (GLOO_ENFORCE_LT where its single-peer receive has LE), found by the soak.
+  const size_t nbytes = tensor.nbytes();
   try {
     if (op == OpType::SEND) {
-      buffer->send(peer, s);
+      buffer->send(peer, s, 0, nbytes);
     } else if (op == OpType::RECV) {
-      buffer->recv(peer, s);
+      buffer->recv(peer, s, 0, nbytes);
     } else {
       std::vector<int> sources;
       for (int r = 0; r < size(); ++r) {
         if (r != rank()) sources.push_back(r);
       }
-      buffer->recv(sources, s);
+      buffer->recv(sources, s, 0, nbytes);
     }
   } catch (...) {
     // A connection that already broke (the peer exited) fails the work, as
