@@ -285,6 +285,7 @@ std::exception_ptr GlooBackend::fail_current(const std::string& what,
       }
     }
   }
+  if (!options_.roll_call) return error;
   return with_detail(error, census_->roll_call(short_name(what), Census::grace(timeout)));
 }
 

@@ -44,6 +44,8 @@ struct Options {
   std::vector<std::shared_ptr<::gloo::transport::Device>> devices;
   int threads = 2;
   AllreduceAlgorithm allreduce_algorithm = AllreduceAlgorithm::AUTO;
+  // Name the ranks gone after a failure (census.hpp); BackendConfig::roll_call.
+  bool roll_call = true;
 
   // Reads TUTTI_GLOO_THREADS and TUTTI_GLOO_ALLREDUCE (auto|ring|bcube).
   static Options from_env(std::chrono::milliseconds timeout);
