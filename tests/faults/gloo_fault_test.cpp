@@ -221,7 +221,11 @@ TEST_P(GlooRankFault, SurvivorsRaiseNamingTheRankWithinTheBound) {
   const int server = kGroup;  // the fourth process serves the store
   SharedFaultRecord record;
   const auto grace = Census::grace(kTimeout);
-  const auto bound = (signal == SIGSTOP ? kTimeout : 0ms) + grace + Census::kStoreSlack;
+  // Every survivor: its timeout (a kill can leave one blocked on another
+  // survivor), the roll call's grace and the store's slack. After a kill,
+  // the first survivor (the one whose connection broke) without the timeout.
+  const auto bound = kTimeout + grace + Census::kStoreSlack;
+  const auto first_bound = (signal == SIGSTOP ? kTimeout : 0ms) + grace + Census::kStoreSlack;
 
   auto outcomes = run_ranks_collect(
       kGroup + 1,
@@ -253,8 +257,8 @@ TEST_P(GlooRankFault, SurvivorsRaiseNamingTheRankWithinTheBound) {
         } catch (const TimeoutError& e) {
           record->detected_ns[ctx.rank] = monotonic_ns();
           raised = e.what();
-          EXPECT_EQ(signal, SIGSTOP)
-              << "a killed rank is a lost connection, not a timeout: " << e.what();
+          // After a kill too: a survivor blocked only on another survivor
+          // may time out before that one's closed connections reach it.
           expect_names_the_faulty_rank(e.what(), faulty, false);
         } catch (const DistNetworkError& e) {
           record->detected_ns[ctx.rank] = monotonic_ns();
@@ -271,6 +275,7 @@ TEST_P(GlooRankFault, SurvivorsRaiseNamingTheRankWithinTheBound) {
 
   ASSERT_EQ(outcomes.size(), static_cast<size_t>(kGroup + 1));
   double worst = 0;
+  double first = 1e12;
   for (int r = 0; r <= kGroup; ++r) {
     const auto& o = outcomes[static_cast<size_t>(r)];
     if (r == faulty) {
@@ -279,12 +284,18 @@ TEST_P(GlooRankFault, SurvivorsRaiseNamingTheRankWithinTheBound) {
       continue;
     }
     EXPECT_EQ(o.kind, RankOutcome::Kind::Passed) << describe(o, kGroup + 1);
-    if (r < kGroup) worst = std::max(worst, record->detection_ms(r));
+    if (r < kGroup) {
+      worst = std::max(worst, record->detection_ms(r));
+      first = std::min(first, record->detection_ms(r));
+    }
   }
+  EXPECT_LE(first, static_cast<double>((first_bound + kSchedulingSlack).count()))
+      << "the first survivor's documented bound is " << first_bound.count() << " ms";
   std::printf(
-      "[ fault    ] %s %s of rank %d: slowest survivor raised %.0f ms after the fault "
-      "(bound %lld ms + %lld ms slack)\n",
-      kind.name, signal_name(signal).c_str(), faulty, worst, static_cast<long long>(bound.count()),
+      "[ fault    ] %s %s of rank %d: survivors raised %.0f to %.0f ms after the fault "
+      "(bounds %lld ms first, %lld ms all, + %lld ms slack)\n",
+      kind.name, signal_name(signal).c_str(), faulty, first, worst,
+      static_cast<long long>(first_bound.count()), static_cast<long long>(bound.count()),
       static_cast<long long>(kSchedulingSlack.count()));
 }
 
