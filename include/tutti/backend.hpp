@@ -127,6 +127,11 @@ struct BackendConfig {
   int size = 1;
   std::chrono::milliseconds timeout = kDefaultTimeout;
   std::string group_name = "default";
+  // Whether, after a timeout or lost peer, the backend may take a short
+  // grace to find out which ranks are gone, and name them (gloo's roll call,
+  // docs/gloo.md). Off for helper groups whose user names the ranks itself
+  // within a budget of its own (TUTTI_DEBUG=DETAIL's checks).
+  bool roll_call = true;
 };
 
 using BackendFactory = std::function<std::shared_ptr<Backend>(const BackendConfig&)>;

@@ -16,6 +16,7 @@
 // server went away) surfaces as an error of the next call.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -107,6 +108,9 @@ class TCPStore : public Store {
   std::condition_variable pool_cv_;
   std::vector<std::unique_ptr<Client>> idle_;  // GUARDED_BY(pool_mutex_)
   Client* unsettled_ = nullptr;                // GUARDED_BY(pool_mutex_)
+  // The server has answered a connection of this store: a later refused
+  // connection means it has exited (no retrying until the deadline).
+  std::atomic<bool> reached_{false};
 };
 
 }  // namespace tutti

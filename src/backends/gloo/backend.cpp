@@ -20,6 +20,7 @@
 #include "core/logging.hpp"
 #include "tutti/errors.hpp"
 #include "tutti/prefix_store.hpp"
+#include "tutti/tcp_store.hpp"
 
 namespace tutti::gloo_backend {
 namespace {
@@ -40,6 +41,34 @@ void ignore_sigpipe_once(int rank, const std::string& group) {
     TUTTI_LOG(LogLevel::INFO, rank, group,
               "gloo: SIGPIPE is now ignored, so that a peer that exits is reported as an error");
   });
+}
+
+// Set by the rank that serves the group's TCPStore.
+constexpr const char* kStoreHostKey = "tutti/gloo/store_host";
+
+// "allreduce #7" of "allreduce #7 on group 'default' rank 1/3 (gloo)".
+std::string short_name(const std::string& description) {
+  return description.substr(0, description.find(" on group '"));
+}
+
+bool is_timeout(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const TimeoutError&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+bool is_network_error(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const DistNetworkError&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
 }
 
 }  // namespace
@@ -105,6 +134,12 @@ GlooBackend::GlooBackend(std::shared_ptr<Store> store, int rank, int size, std::
     throw InvalidArgument(
         fmt::format("gloo: threads must be at least 1, got {}", options_.threads));
   }
+  // The rank whose process serves the store says so, for errors raised
+  // when the store is gone (see census.hpp).
+  const TCPStore* tcp_store = find_tcp_store(*store_);
+  if (tcp_store != nullptr && tcp_store->is_server()) {
+    store_->set(kStoreHostKey, std::to_string(rank));
+  }
   StoreAdapter adapter(store_);
   for (size_t i = 0; i < options_.devices.size(); ++i) {
     // Each context rendezvouses under its own prefix of the group's store.
@@ -135,12 +170,20 @@ GlooBackend::GlooBackend(std::shared_ptr<Store> store, int rank, int size, std::
     }
     contexts_.push_back(std::move(context));
   }
+  // Every rank has published its address, so the host's key is there.
+  int store_host = -1;
+  if (tcp_store != nullptr && store_->check({kStoreHostKey})) {
+    const auto value = store_->get(kStoreHostKey);
+    store_host = std::atoi(std::string(value.begin(), value.end()).c_str());
+  }
+  census_ = std::make_unique<Census>(store_, rank, size, describe_store(*store_), store_host);
   for (int i = 0; i < options_.threads; ++i) workers_.emplace_back([this] { worker_loop(); });
   TUTTI_LOG(LogLevel::INFO, rank, group_name_, "gloo: connected {} device(s), {} thread(s)",
             contexts_.size(), workers_.size());
 }
 
 GlooBackend::~GlooBackend() {
+  closing_ = true;
   std::deque<Queued> abandoned;
   {
     std::lock_guard<std::mutex> lock(queue_mutex_);
@@ -226,6 +269,26 @@ std::shared_ptr<Work> GlooBackend::enqueue(OpType op, std::chrono::milliseconds 
   return work;
 }
 
+std::exception_ptr GlooBackend::fail_current(const std::string& what,
+                                             std::chrono::milliseconds timeout) {
+  auto error = translate_current_exception(what, timeout);
+  const bool timed_out = is_timeout(error);
+  if (closing_ || (!timed_out && !is_network_error(error))) return error;
+  if (!timed_out) {
+    // gloo has lost a peer; the group cannot complete another collective.
+    // Closing the other connections fails the ranks blocked on this one now
+    // rather than at their timeout, so they answer the roll call too.
+    for (auto& context : contexts_) {
+      try {
+        context->closeConnections();
+      } catch (...) {
+      }
+    }
+  }
+  if (!options_.roll_call) return error;
+  return with_detail(error, census_->roll_call(short_name(what), Census::grace(timeout)));
+}
+
 void GlooBackend::run(Queued& queued) {
   GlooWork& work = *queued.work;
   retired_.next_operation();  // drops old operations' buffers (see Retired)
@@ -234,7 +297,7 @@ void GlooBackend::run(Queued& queued) {
     queued.run();
     work.complete();
   } catch (...) {
-    auto error = translate_current_exception(work.description(), work.timeout());
+    auto error = fail_current(work.description(), work.timeout());
     TUTTI_LOG(LogLevel::ERROR, rank(), group_name_, "{}", message_of(error));
     work.complete(error);
   }

@@ -9,7 +9,10 @@
 //
 // Deadlines: every operation runs with its options' timeout (else the
 // group's); gloo's timeout becomes TimeoutError, a lost peer
-// DistNetworkError, both naming the operation and its sequence number.
+// DistNetworkError, both naming the operation and its sequence number and,
+// after a roll call through the store (census.hpp), the ranks that did not
+// answer. A lost peer also closes this rank's connections, so that the
+// ranks waiting on this one fail at once instead of at their timeout.
 #pragma once
 
 #include <gloo/context.h>
@@ -24,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "backends/gloo/census.hpp"
 #include "backends/gloo/grace_timer.hpp"
 #include "backends/gloo/waiter_pool.hpp"
 #include "tutti/backend.hpp"
@@ -40,6 +44,8 @@ struct Options {
   std::vector<std::shared_ptr<::gloo::transport::Device>> devices;
   int threads = 2;
   AllreduceAlgorithm allreduce_algorithm = AllreduceAlgorithm::AUTO;
+  // Name the ranks gone after a failure (census.hpp); BackendConfig::roll_call.
+  bool roll_call = true;
 
   // Reads TUTTI_GLOO_THREADS and TUTTI_GLOO_ALLREDUCE (auto|ring|bcube).
   static Options from_env(std::chrono::milliseconds timeout);
@@ -171,6 +177,11 @@ class GlooBackend : public Backend, public std::enable_shared_from_this<GlooBack
     return effective_timeout(timeout, options_.timeout);
   }
   std::string describe_op(OpType op, uint64_t sequence) const;
+  // Call from a catch block: the error in flight as a tutti error naming
+  // `what`. A timeout or a lost peer (TimeoutError, DistNetworkError) also
+  // takes the roll call (census.hpp) and adds its verdict; a lost peer
+  // first closes every connection of the group (see the top of this file).
+  std::exception_ptr fail_current(const std::string& what, std::chrono::milliseconds timeout);
   // Posts a send or recv (peer -1: from any rank) and returns its Work.
   std::shared_ptr<Work> post_p2p(OpType op, Tensor tensor, int peer, int tag);
 
@@ -179,6 +190,7 @@ class GlooBackend : public Backend, public std::enable_shared_from_this<GlooBack
   Options options_;
   std::vector<std::shared_ptr<::gloo::Context>> contexts_;
   Retired retired_;  // after contexts_: its objects go first
+  std::unique_ptr<Census> census_;
 
   struct Queued {
     std::shared_ptr<GlooWork> work;
@@ -202,6 +214,9 @@ class GlooBackend : public Backend, public std::enable_shared_from_this<GlooBack
   std::deque<Queued> queue_;    // GUARDED_BY(queue_mutex_)
   uint64_t next_sequence_ = 0;  // GUARDED_BY(queue_mutex_)
   bool stopping_ = false;       // GUARDED_BY(queue_mutex_)
+  // Set first thing by the destructor: failures from then on are its own
+  // doing, not a peer's, so they take no roll call.
+  std::atomic<bool> closing_{false};
   // Armed for the head's grace while the queue is not empty (set under
   // queue_mutex_); the workers sleep on it.
   GraceTimer grace_timer_;

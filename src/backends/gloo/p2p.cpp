@@ -64,7 +64,7 @@ std::shared_ptr<Work> GlooBackend::post_p2p(OpType op, Tensor tensor, int peer, 
   } catch (...) {
     // A connection that already broke (the peer exited) fails the work, as
     // a break during the transfer would.
-    work->complete(translate_current_exception(work->description(), work->timeout()));
+    work->complete(fail_current(work->description(), work->timeout()));
     return work;
   }
   work->started();
@@ -77,7 +77,7 @@ std::shared_ptr<Work> GlooBackend::post_p2p(OpType op, Tensor tensor, int peer, 
     });
     p2p_pending_.push_back(work);
   }
-  waiters_.run([work, buffer, sending, tensor] {
+  waiters_.run([this, work, buffer, sending, tensor] {
     try {
       int source = -1;
       const bool done = sending ? buffer->waitSend(&source, work->timeout())
@@ -90,7 +90,7 @@ std::shared_ptr<Work> GlooBackend::post_p2p(OpType op, Tensor tensor, int peer, 
       if (!sending) work->set_source(source);
       work->complete();
     } catch (...) {
-      work->complete(translate_current_exception(work->description(), work->timeout()));
+      work->complete(fail_current(work->description(), work->timeout()));
     }
   });
   return work;

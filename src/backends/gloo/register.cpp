@@ -7,8 +7,10 @@ BackendInfo backend_info() {
   info.name = "gloo";
   info.devices = {DeviceType::CPU};
   info.factory = [](const BackendConfig& config) -> std::shared_ptr<Backend> {
+    Options options = Options::from_env(config.timeout);
+    options.roll_call = config.roll_call;
     return std::make_shared<GlooBackend>(config.store, config.rank, config.size, config.group_name,
-                                         Options::from_env(config.timeout));
+                                         std::move(options));
   };
   info.auto_priority = 10;
   info.optional_ops = {OpType::ALLREDUCE_SPARSE,

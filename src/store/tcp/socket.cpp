@@ -76,7 +76,8 @@ std::string endpoint(const std::string& host, uint16_t port) {
   return fmt::format("{}:{}", host, port);
 }
 
-Fd connect_with_retry(const std::string& host, uint16_t port, Clock::time_point deadline) {
+Fd connect_with_retry(const std::string& host, uint16_t port, Clock::time_point deadline,
+                      bool refused_is_final) {
   auto backoff = std::chrono::milliseconds(10);
   int attempts = 0;
   std::string last_error = "no attempt made";
@@ -97,6 +98,12 @@ Fd connect_with_retry(const std::string& host, uint16_t port, Clock::time_point 
         int err = try_connect(*ai, deadline, &fd);
         if (err == 0) return fd;
         last_error = errno_text(err);
+        if (err == ECONNREFUSED && refused_is_final) {
+          throw DistNetworkError(fmt::format(
+              "the store at {} refused the connection ({}); it answered before, so its server "
+              "has exited: the process that served it (rank 0 by default) may have died",
+              endpoint(host, port), last_error));
+        }
       }
     }
     auto now = Clock::now();

@@ -46,7 +46,10 @@ std::string endpoint(const std::string& host, uint16_t port);
 // Connects to host:port, retrying refused or unreachable attempts with
 // exponential backoff (10 ms doubling to 1 s) until the deadline. Throws
 // DistNetworkError naming host, port, the attempts made and the last error.
-Fd connect_with_retry(const std::string& host, uint16_t port, Clock::time_point deadline);
+// With `refused_is_final`, a refused attempt throws at once instead: for a
+// server that answered before, a refusal means it has exited.
+Fd connect_with_retry(const std::string& host, uint16_t port, Clock::time_point deadline,
+                      bool refused_is_final = false);
 
 // For a blocking socket whose receive timeout is set (set_receive_timeout):
 // polls without sleeping for up to `spin`, then blocks in one recv() call

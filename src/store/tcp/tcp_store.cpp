@@ -28,9 +28,12 @@ class TCPStoreServerHandle {
 
 namespace {
 
-// Waiting requests are timed by the server; the client allows this much more
-// before it gives up on a server that does not answer at all.
-constexpr auto kServerGrace = std::chrono::seconds(5);
+// Waiting requests are timed by the server; the client allows a quarter of
+// the timeout more (at least 250 ms, at most 5 s) before it gives up on a
+// server that does not answer at all (stopped, or its host unreachable).
+std::chrono::milliseconds server_grace(std::chrono::milliseconds timeout) {
+  return std::clamp(timeout / 4, std::chrono::milliseconds(250), std::chrono::milliseconds(5000));
+}
 // Reply polling (see Client::receive).
 constexpr auto kSpin = std::chrono::microseconds(50);
 constexpr auto kNoSpin = std::chrono::microseconds(0);
@@ -76,7 +79,9 @@ class TCPStore::Client {
   const std::string& server_name() const { return server_name_; }
 
   void connect(Clock::time_point deadline) {
-    fd_ = net::connect_with_retry(host_, port_, deadline);
+    // A server that answered once and now refuses has exited: say so at
+    // once rather than retrying until the deadline.
+    fd_ = net::connect_with_retry(host_, port_, deadline, owner_->reached_.load());
     // Blocking receives with a short timeout: one system call per reply,
     // and the deadline is still checked every kDeadlineCheck.
     net::set_blocking(fd_.get());
@@ -104,6 +109,7 @@ class TCPStore::Client {
         throw DistStoreError(fmt::format("{} refused the connection: {}", server_name_, message));
       }
       version_ = version;
+      owner_->reached_ = true;
     } catch (...) {
       fd_.reset();
       throw;
@@ -362,7 +368,7 @@ template <class Client>
 Response run(Client& client, const Request& q, std::chrono::milliseconds timeout, bool waits) {
   const auto connect_deadline = deadline_after(timeout);
   const auto reply_deadline = waits && timeout > std::chrono::milliseconds::zero()
-                                  ? connect_deadline + kServerGrace
+                                  ? connect_deadline + server_grace(timeout)
                                   : connect_deadline;
   Response a = naming_request(q, [&] { return client.call(q, connect_deadline, reply_deadline); });
   switch (a.status) {
