@@ -60,7 +60,10 @@ void Health::close() {
   std::lock_guard<std::mutex> lock(mutex_);
   if (closed_) return;
   closed_ = true;
-  CallLock call;
+  // Under MPI_THREAD_SERIALIZED a collective stuck past its deadline holds
+  // MPI's lock for good: the pending receive is then left to MPI.
+  CallLock call(std::try_to_lock);
+  if (!call.owns()) return;
   if (query_request_ != MPI_REQUEST_NULL) {
     MPI_Cancel(&query_request_);
     MPI_Wait(&query_request_, MPI_STATUS_IGNORE);
@@ -104,6 +107,7 @@ void Health::serve_locked(const RankStatus& mine) {
     MPI_Status status;
     if (MPI_Test(&query_request_, &flag, &status) != MPI_SUCCESS || !flag) break;
     query_request_ = MPI_REQUEST_NULL;
+    if (askers_ != nullptr) askers_->push_back(status.MPI_SOURCE);
     send_locked(status.MPI_SOURCE, kReplyTag,
                 {query_in_, static_cast<int64_t>(mine.state), static_cast<int64_t>(mine.sequence),
                  static_cast<int64_t>(mine.op), mine.running_for_ms});
@@ -147,6 +151,8 @@ Health::Diagnosis Health::diagnose(const RankStatus& mine, std::vector<int> peer
       send_locked(peers[i], kQueryTag, {id});
     }
   }
+  std::vector<int> askers;
+  askers_ = &askers;
   const auto deadline = Clock::now() + grace;
   size_t waiting = n;
   while (waiting > 0 && Clock::now() < deadline) {
@@ -175,6 +181,10 @@ Health::Diagnosis Health::diagnose(const RankStatus& mine, std::vector<int> peer
     }
     std::this_thread::sleep_for(std::chrono::microseconds(500));
   }
+  askers_ = nullptr;
+  auto asked = [&](int peer) {
+    return std::find(askers.begin(), askers.end(), peer) != askers.end();
+  };
   Diagnosis result;
   std::vector<std::string> parts;
   std::vector<std::string> answers;
@@ -191,6 +201,12 @@ Health::Diagnosis Health::diagnose(const RankStatus& mine, std::vector<int> peer
         MPI_Cancel(&requests[i]);
         MPI_Wait(&requests[i], MPI_STATUS_IGNORE);
       }
+      if (asked(peers[i])) {
+        answers.push_back(fmt::format(
+            "rank {} is alive (it asked for this rank's status) but its answer was late",
+            peers[i]));
+        continue;
+      }
       result.silent.push_back(peers[i]);
       if (!unreachable[i].empty()) {
         parts.push_back(fmt::format("rank {} is unreachable ({})", peers[i], unreachable[i]));
@@ -199,7 +215,7 @@ Health::Diagnosis Health::diagnose(const RankStatus& mine, std::vector<int> peer
   }
   std::vector<int> silent_only;
   for (size_t i = 0; i < n; ++i) {
-    if (!heard[i] && unreachable[i].empty()) silent_only.push_back(peers[i]);
+    if (!heard[i] && unreachable[i].empty() && !asked(peers[i])) silent_only.push_back(peers[i]);
   }
   if (!silent_only.empty()) {
     parts.insert(parts.begin(),

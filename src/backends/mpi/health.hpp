@@ -60,7 +60,9 @@ class Health {
   // to `grace` for the answers, serving requests with `mine` meanwhile.
   // Thread-safe; never throws.
   struct Diagnosis {
-    std::vector<int> silent;  // the ranks that did not answer
+    // The ranks that did not answer. One that sent its own request
+    // meanwhile is alive (its answer was late) and is not among them.
+    std::vector<int> silent;
     // For an error message: "rank 2 did not answer a status request within
     // 500 ms (stopped, dead or cut off); rank 1 is in allreduce #3 (for
     // 1003 ms)".
@@ -69,8 +71,9 @@ class Health {
   Diagnosis diagnose(const RankStatus& mine, std::vector<int> peers,
                      std::chrono::milliseconds grace);
 
-  // Withdraws the pending receive; later calls do nothing. REQUIRES: MPI
-  // not finalized, called before the communicator is freed.
+  // Withdraws the pending receive (unless MPI's lock is held for good by a
+  // stuck collective, MPI_THREAD_SERIALIZED); later calls do nothing.
+  // REQUIRES: MPI not finalized, called before the communicator is freed.
   void close();
 
  private:
@@ -94,6 +97,9 @@ class Health {
   int64_t query_in_ = 0;                          // GUARDED_BY(mutex_): the request being received
   MPI_Request query_request_ = MPI_REQUEST_NULL;  // GUARDED_BY(mutex_)
   std::vector<Outbound> sends_;                   // GUARDED_BY(mutex_)
+  // During diagnose(): the ranks whose requests serve_locked() answered.
+  // A peer that asked is alive even if its own answer comes late.
+  std::vector<int>* askers_ = nullptr;  // GUARDED_BY(mutex_)
 };
 
 }  // namespace tutti::mpi_backend
