@@ -140,6 +140,9 @@ TEST(MpiFaults, ReceiveThatNobodyMatchesTimesOutNamingThePeer) {
     } catch (const TimeoutError& e) {
       const std::string what = e.what();
       EXPECT_NE(what.find("recv from rank 1 (tag 77)"), std::string::npos) << what;
+      // Rank 1 answers the status request: it is alive, just not sending.
+      EXPECT_NE(what.find("rank 1 is idle"), std::string::npos) << what;
+      EXPECT_EQ(what.find("did not answer"), std::string::npos) << what;
     }
     const double elapsed = seconds_since(start);
     EXPECT_GE(elapsed, 0.95);
@@ -201,6 +204,10 @@ void expect_late_rank_times_out(int64_t count) {
       const std::string what = e.what();
       EXPECT_NE(what.find("allreduce #1 on group 'short'"), std::string::npos) << what;
       EXPECT_NE(what.find("timed out after 1000 ms"), std::string::npos) << what;
+      // The late rank is alive (it answers a status request) and says it
+      // has not reached the collective; no rank is blamed as unresponsive.
+      EXPECT_NE(what.find("rank 1 is idle and has run no collective"), std::string::npos) << what;
+      EXPECT_EQ(what.find("did not answer"), std::string::npos) << what;
     }
     const double elapsed = seconds_since(start);
     EXPECT_GE(elapsed, 0.95);

@@ -12,6 +12,7 @@
 #include <optional>
 #include <thread>
 
+#include "backends/mpi/health.hpp"
 #include "backends/mpi/runtime.hpp"
 #include "backends/mpi/work.hpp"
 #include "core/error_context.hpp"
@@ -63,6 +64,32 @@ void set_errors_return(MPI_Comm comm) {
   check(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
 }
 
+// The TimeoutError text of a collective past its deadline, with what the
+// status requests found.
+std::string collective_timeout(const std::string& what, milliseconds timeout,
+                               const Health::Diagnosis& found) {
+  const std::string cause =
+      !found.silent.empty()
+          ? found.text
+          : fmt::format(
+                "not every rank of the group reached it, yet every rank answered a status "
+                "request ({}): ranks issued collectives in different orders, or one "
+                "skipped it",
+                found.text.empty() ? "no rank was asked" : found.text);
+  return fmt::format(
+      "{} timed out after {} ms: {}; MPI cannot cancel a collective, so this group can no "
+      "longer be used",
+      what, timeout.count(), cause);
+}
+
+// Why a group is unusable, for the errors of later operations.
+std::string broken_reason(const std::string& what, milliseconds timeout,
+                          const Health::Diagnosis& found) {
+  if (found.silent.empty()) return fmt::format("{} timed out after {} ms", what, timeout.count());
+  return fmt::format("{} timed out after {} ms (rank{} {} did not answer)", what, timeout.count(),
+                     found.silent.size() > 1 ? "s" : "", fmt::join(found.silent, ", "));
+}
+
 int finalized() {
   int done = 0;
   MPI_Finalized(&done);
@@ -78,6 +105,8 @@ struct MpiBackend::Core {
     milliseconds timeout{0};
     bool polls = false;  // may run on its waiter's thread (see enqueue)
     Clock::time_point enqueued_at;
+    uint64_t sequence = 0;
+    OpType op = OpType::UNKNOWN;
     bool waiter_gave_up = false;  // its waiter could not run it: no grace
   };
   // A send or receive MPI is carrying out. Only the worker touches
@@ -86,6 +115,8 @@ struct MpiBackend::Core {
     std::shared_ptr<MpiWork> work;
     MPI_Request request = MPI_REQUEST_NULL;
     bool is_recv = false;
+    int peer = MPI_ANY_SOURCE;
+    milliseconds timeout{0};
     int64_t expected_count = 0;
     Clock::time_point deadline;
     bool abandoned = false;                  // GUARDED_BY(mutex): the work already failed
@@ -103,6 +134,10 @@ struct MpiBackend::Core {
   Clock::time_point running_deadline;           // GUARDED_BY(mutex)
   milliseconds running_timeout{0};              // GUARDED_BY(mutex)
   bool running_polls = false;                   // GUARDED_BY(mutex): enforces its own deadline
+  uint64_t running_sequence = 0;                // GUARDED_BY(mutex): also the last one run
+  OpType running_op = OpType::UNKNOWN;          // GUARDED_BY(mutex)
+  Clock::time_point running_since;              // GUARDED_BY(mutex)
+  bool running_stuck = false;                   // GUARDED_BY(mutex): counted by stuck_call_began
   std::vector<std::shared_ptr<Posted>> posted;  // GUARDED_BY(mutex)
   // Collectives and point-to-point calls are numbered apart, so that a
   // collective has the same number on every rank whatever sends it saw.
@@ -116,6 +151,24 @@ struct MpiBackend::Core {
   bool watchdog_stop = false;         // GUARDED_BY(mutex)
   std::thread worker;
   std::thread watchdog;
+  // Answers the peers' status requests and asks them after a timeout.
+  std::unique_ptr<Health> health;
+
+  // What this rank answers a status request with. REQUIRES: lock held.
+  RankStatus status_locked() const {
+    RankStatus status;
+    status.sequence = running_sequence;
+    if (broken) {
+      status.state = RankStatus::kBroken;
+      status.op = running_op;
+    } else if (running) {
+      status.state = RankStatus::kRunning;
+      status.op = running_op;
+      status.running_for_ms =
+          std::chrono::duration_cast<milliseconds>(Clock::now() - running_since).count();
+    }
+    return status;
+  }
 
   std::exception_ptr unusable_error(const std::string& what) const {
     return std::make_exception_ptr(DistBackendError(
@@ -142,6 +195,9 @@ struct MpiBackend::Core {
     running_timeout = entry.timeout;
     running_deadline = Clock::now() + entry.timeout;
     running_polls = entry.polls;
+    running_sequence = entry.sequence;
+    running_op = entry.op;
+    running_since = Clock::now();
     t_running = {running_deadline, entry.timeout};
     lock.unlock();
     entry.work->started();
@@ -151,17 +207,27 @@ struct MpiBackend::Core {
       entry.job();
     } catch (const TimeoutError&) {
       timed_out = true;
-      error = translate_current(entry.work->description());
     } catch (...) {
       error = translate_current(entry.work->description());
+    }
+    Health::Diagnosis found;
+    if (timed_out) {
+      // Only here, past the deadline: ask the other ranks what they do.
+      RankStatus mine{RankStatus::kBroken, entry.sequence, entry.op, entry.timeout.count()};
+      found = health->diagnose(mine, {}, diagnosis_grace(entry.timeout));
+      error = std::make_exception_ptr(
+          TimeoutError(collective_timeout(entry.work->description(), entry.timeout, found)));
     }
     std::vector<Failure> failures;
     lock.lock();
     running.reset();
+    if (running_stuck) {
+      running_stuck = false;
+      stuck_call_ended();
+    }
     if (timed_out && !broken) {
       // The request is still active and MPI cannot cancel it.
-      broken =
-          fmt::format("{} timed out after {} ms", entry.work->description(), entry.timeout.count());
+      broken = broken_reason(entry.work->description(), entry.timeout, found);
       for (auto& queued_entry : queue) {
         failures.emplace_back(queued_entry.work, unusable_error(queued_entry.work->description()));
       }
@@ -315,34 +381,70 @@ struct MpiBackend::Core {
     std::vector<Failure> failures;
     while (!watchdog_stop) {
       watchdog_cv.wait_for(lock, kWatchdogTick);
+      {
+        const RankStatus mine = status_locked();
+        lock.unlock();
+        health->serve(mine);
+        lock.lock();
+      }
       const auto now = Clock::now();
       if (running && !running_polls && !broken && now > running_deadline) {
-        const std::string what = running->description();
-        broken = fmt::format("{} timed out after {} ms", what, running_timeout.count());
-        failures.emplace_back(
-            running,
-            std::make_exception_ptr(TimeoutError(fmt::format(
-                "{} timed out after {} ms: not every rank of the group reached it (a rank may "
-                "be stalled, or ranks issued collectives in different orders); MPI cannot "
-                "cancel a collective, so this group can no longer be used",
-                what, running_timeout.count()))));
+        const std::shared_ptr<MpiWork> late = running;
+        const std::string what = late->description();
+        const milliseconds timeout = running_timeout;
+        broken = fmt::format("{} timed out after {} ms", what, timeout.count());
+        running_stuck = true;
+        stuck_call_began();
         for (auto& entry : queue) {
           failures.emplace_back(entry.work, unusable_error(entry.work->description()));
         }
+        const RankStatus mine = status_locked();
+        lock.unlock();
+        const Health::Diagnosis found = health->diagnose(mine, {}, diagnosis_grace(timeout));
+        late->complete(
+            std::make_exception_ptr(TimeoutError(collective_timeout(what, timeout, found))));
+        lock.lock();
+        broken = broken_reason(what, timeout, found);
         TUTTI_LOG(LogLevel::ERROR, -1, "", "mpi: {}", *broken);
       }
+      std::vector<std::shared_ptr<Posted>> late_p2p, to_cancel;
       for (auto& p : posted) {
         if (p->abandoned || now <= p->deadline) continue;
+        // Cancelled once its TimeoutError is set (after the diagnosis), so
+        // that the cancellation does not complete it first.
         p->abandoned = true;
-        if (p->is_recv) p->cancel_wanted = true;
-        failures.emplace_back(
-            p->work, std::make_exception_ptr(TimeoutError(fmt::format(
-                         "{} timed out: the peer did not {} in time", p->work->description(),
-                         p->is_recv ? "send a matching message" : "receive the message"))));
+        late_p2p.push_back(p);
+      }
+      if (!late_p2p.empty()) {
+        // Ask the peers (all ranks for a receive from any) whether they live.
+        std::vector<int> peers;
+        for (auto& p : late_p2p) {
+          if (p->peer == MPI_ANY_SOURCE) {
+            peers.clear();
+            break;
+          }
+          if (std::find(peers.begin(), peers.end(), p->peer) == peers.end()) {
+            peers.push_back(p->peer);
+          }
+        }
+        const RankStatus mine = status_locked();
+        lock.unlock();
+        const Health::Diagnosis found =
+            health->diagnose(mine, peers, diagnosis_grace(late_p2p.front()->timeout));
+        lock.lock();
+        for (auto& p : late_p2p) {
+          failures.emplace_back(
+              p->work, std::make_exception_ptr(TimeoutError(fmt::format(
+                           "{} timed out: the peer did not {} in time{}{}", p->work->description(),
+                           p->is_recv ? "send a matching message" : "receive the message",
+                           found.text.empty() ? "" : "; ", found.text))));
+          if (p->is_recv) to_cancel.push_back(p);
+        }
       }
       if (!failures.empty()) {
         lock.unlock();
         fail_all(failures);
+        for (auto& p : to_cancel) p->cancel_wanted = true;
         worker_cv.notify_all();
         lock.lock();
       }
@@ -367,6 +469,7 @@ MpiBackend::MpiBackend(MPI_Comm comm, int rank, int size, std::string group_name
     MPI_Comm_get_attr(comm_, MPI_TAG_UB, static_cast<void*>(&tag_ub), &flag);
     if (flag && tag_ub != nullptr) tag_ub_ = *tag_ub;
   }
+  core_->health = std::make_unique<Health>(control_comm_, rank, size);
   auto core = core_;
   core_->worker = std::thread([core] { core->worker_loop(); });
   core_->watchdog = std::thread([core] { core->watchdog_loop(); });
@@ -405,6 +508,7 @@ MpiBackend::~MpiBackend() {
     }
   }
   core.watchdog.join();
+  if (!finalized()) core.health->close();
   if (stuck) {
     // The worker is inside a collective that will never end; it holds only
     // the shared core and values it copied.
@@ -512,6 +616,8 @@ std::shared_ptr<Work> MpiBackend::enqueue(OpType op, milliseconds timeout,
   entry.timeout = resolve(timeout);
   entry.polls = polls;
   entry.enqueued_at = Clock::now();
+  entry.sequence = sequence;
+  entry.op = op;
   core.queue.push_back(std::move(entry));
   core.queued.fetch_add(1, std::memory_order_release);
   // An entry that polls is left to its waiter first: the worker needs waking
@@ -522,7 +628,7 @@ std::shared_ptr<Work> MpiBackend::enqueue(OpType op, milliseconds timeout,
   return work;
 }
 
-void await_request(MPI_Request* request, const char* call) {
+void await_request(MPI_Request* request, const char* call, std::vector<Tensor> buffers) {
   const Running running = t_running;
   for (;;) {
     int flag = 0;
@@ -532,6 +638,7 @@ void await_request(MPI_Request* request, const char* call) {
     }
     if (flag) return;
     if (Clock::now() > running.deadline) {
+      abandon_request(*request, std::move(buffers));
       throw TimeoutError(fmt::format(
           "timed out after {} ms in {}: not every rank of the group reached it (a rank may be "
           "stalled, or ranks issued collectives in different orders); MPI cannot cancel a "
@@ -563,6 +670,8 @@ std::shared_ptr<Work> MpiBackend::post_p2p(OpType op, const Tensor& tensor, int 
   posted->work = work;
   posted->is_recv = is_recv;
   posted->expected_count = static_cast<int64_t>(tensor.nbytes());
+  posted->peer = peer;
+  posted->timeout = timeout_;
   posted->deadline = Clock::now() + timeout_;
   const int64_t count = tensor.numel();
   if (count > INT32_MAX) {
@@ -618,98 +727,6 @@ std::shared_ptr<Work> MpiBackend::recv(std::vector<Tensor>& tensors, int src_ran
 
 std::shared_ptr<Work> MpiBackend::recv_anysource(std::vector<Tensor>& tensors, int tag) {
   return post_p2p(OpType::RECV_ANYSOURCE, tensors.at(0), MPI_ANY_SOURCE, tag);
-}
-
-void MpiBackend::monitored_barrier(const BarrierOptions& opts, bool wait_all_ranks) {
-  const milliseconds timeout = resolve(opts.timeout);
-  const auto deadline = Clock::now() + timeout;
-  const std::string what = fmt::format("monitored_barrier #{} on group '{}' rank {}/{} (mpi)",
-                                       ++monitored_barriers_, group_name_, rank(), size());
-  if (size() == 1) return;
-  constexpr int kArriveTag = 1, kReleaseTag = 2;
-  // Tests `request` until it completes or the deadline passes; a late
-  // request is cancelled (receives) or freed.
-  auto wait_request = [&](MPI_Request* request) {
-    for (;;) {
-      int flag = 0;
-      {
-        CallLock call;
-        check(MPI_Test(request, &flag, MPI_STATUS_IGNORE), what);
-      }
-      if (flag) return true;
-      if (Clock::now() > deadline) {
-        CallLock call;
-        MPI_Cancel(request);
-        MPI_Request_free(request);
-        return false;
-      }
-      std::this_thread::yield();
-    }
-  };
-  uint8_t token = 1;
-  if (rank() != 0) {
-    MPI_Request arrive = MPI_REQUEST_NULL, release = MPI_REQUEST_NULL;
-    uint8_t released = 0;
-    {
-      CallLock call;
-      check(MPI_Isend(&token, 1, MPI_BYTE, 0, kArriveTag, control_comm_, &arrive), what);
-      check(MPI_Irecv(&released, 1, MPI_BYTE, 0, kReleaseTag, control_comm_, &release), what);
-    }
-    const bool sent = wait_request(&arrive);
-    if (!sent || !wait_request(&release)) {
-      if (sent == false) {
-        CallLock call;
-        MPI_Cancel(&release);
-        MPI_Request_free(&release);
-      }
-      throw TimeoutError(fmt::format(
-          "{}: rank 0 did not release the barrier within {} ms (rank 0 reports the ranks that "
-          "did not arrive)",
-          what, timeout.count()));
-    }
-    return;
-  }
-  std::vector<uint8_t> arrivals(static_cast<size_t>(size()), 0);
-  std::vector<MPI_Request> inbound(static_cast<size_t>(size()), MPI_REQUEST_NULL);
-  {
-    CallLock call;
-    for (int r = 1; r < size(); ++r) {
-      check(MPI_Irecv(&arrivals[static_cast<size_t>(r)], 1, MPI_BYTE, r, kArriveTag, control_comm_,
-                      &inbound[static_cast<size_t>(r)]),
-            what);
-    }
-  }
-  std::vector<int> missing;
-  for (int r = 1; r < size(); ++r) {
-    if (!missing.empty() && !wait_all_ranks) {
-      CallLock call;
-      MPI_Cancel(&inbound[static_cast<size_t>(r)]);
-      MPI_Request_free(&inbound[static_cast<size_t>(r)]);
-      continue;
-    }
-    if (!wait_request(&inbound[static_cast<size_t>(r)])) missing.push_back(r);
-  }
-  if (!missing.empty()) {
-    throw DistBackendError(fmt::format(
-        "{}: rank{} {} failed to pass monitored_barrier within {} ms{}", what,
-        missing.size() > 1 ? "s" : "", fmt::join(missing, ", "), timeout.count(),
-        wait_all_ranks ? "" : " (wait_all_ranks=false stops at the first missing rank)"));
-  }
-  std::vector<MPI_Request> outbound(static_cast<size_t>(size()), MPI_REQUEST_NULL);
-  {
-    CallLock call;
-    for (int r = 1; r < size(); ++r) {
-      check(MPI_Isend(&token, 1, MPI_BYTE, r, kReleaseTag, control_comm_,
-                      &outbound[static_cast<size_t>(r)]),
-            what);
-    }
-  }
-  for (int r = 1; r < size(); ++r) {
-    if (!wait_request(&outbound[static_cast<size_t>(r)])) {
-      throw TimeoutError(fmt::format("{}: releasing rank {} did not finish within {} ms", what, r,
-                                     timeout.count()));
-    }
-  }
 }
 
 }  // namespace tutti::mpi_backend

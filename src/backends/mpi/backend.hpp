@@ -131,8 +131,10 @@ class MpiBackend : public Backend {
 inline constexpr size_t kPollingMaxBytes = 2048;
 
 // Inside a job that polls: tests `request` until it completes; past the
-// operation's deadline throws TimeoutError (the group is then unusable).
-void await_request(MPI_Request* request, const char* call);
+// operation's deadline throws TimeoutError (the group is then unusable) and
+// leaves the request to abandon_request() with `buffers`, which MPI may
+// still read or write.
+void await_request(MPI_Request* request, const char* call, std::vector<Tensor> buffers);
 
 BackendInfo backend_info();
 

@@ -90,9 +90,12 @@ void split_counts(const std::vector<int64_t>& splits, const Tensor& t, int size,
 }
 
 // One collective call: blocking, or (polls) nonblocking and completed by
-// await_request() within the operation's deadline.
+// await_request() within the operation's deadline. `buffers` are the
+// tensors MPI reads and writes: past the deadline, the request stays with
+// MPI and they are kept alive with it.
 template <class Blocking, class Nonblocking>
-void call_collective(bool polls, const char* name, Blocking blocking, Nonblocking nonblocking) {
+void call_collective(bool polls, const char* name, std::vector<Tensor> buffers, Blocking blocking,
+                     Nonblocking nonblocking) {
   if (!polls) {
     CallLock call;
     check(blocking(), name);
@@ -103,7 +106,7 @@ void call_collective(bool polls, const char* name, Blocking blocking, Nonblockin
     CallLock call;
     check(nonblocking(&request), name);
   }
-  await_request(&request, name);
+  await_request(&request, name, std::move(buffers));
 }
 
 // This rank's block of the reduction of every rank's `input` into `output`
@@ -139,7 +142,7 @@ std::shared_ptr<Work> MpiBackend::broadcast(std::vector<Tensor>& tensors,
         void* buffer = data.data_ptr();
         const MPI_Datatype type = datatype(data.dtype());
         call_collective(
-            polls, "MPI_Bcast", [&] { return MPI_Bcast(buffer, n, type, root, comm); },
+            polls, "MPI_Bcast", {data}, [&] { return MPI_Bcast(buffer, n, type, root, comm); },
             [&](MPI_Request* r) { return MPI_Ibcast(buffer, n, type, root, comm, r); });
         for (size_t i = 0; i < tensors.size(); ++i) {
           if (i != source) Tensor(tensors[i]).copy_(data);
@@ -164,7 +167,7 @@ std::shared_ptr<Work> MpiBackend::allreduce(std::vector<Tensor>& tensors,
         const MPI_Datatype type = datatype(data.dtype());
         const MPI_Op mop = mpi_op(op, data.dtype());
         call_collective(
-            polls, "MPI_Allreduce",
+            polls, "MPI_Allreduce", {data},
             [&] { return MPI_Allreduce(MPI_IN_PLACE, buffer, n, type, mop, comm); },
             [&](MPI_Request* r) {
               return MPI_Iallreduce(MPI_IN_PLACE, buffer, n, type, mop, comm, r);
@@ -294,7 +297,7 @@ std::shared_ptr<Work> MpiBackend::allgather_into_tensor(Tensor& output, Tensor& 
         }
         void* recv = output.data_ptr();
         call_collective(
-            polls, "MPI_Allgather",
+            polls, "MPI_Allgather", {input, output, copy},
             [&] { return MPI_Allgather(send, n, type, recv, n, type, comm); },
             [&](MPI_Request* r) { return MPI_Iallgather(send, n, type, recv, n, type, comm, r); });
       },
@@ -504,7 +507,7 @@ std::shared_ptr<Work> MpiBackend::barrier(const BarrierOptions& opts) {
       OpType::BARRIER, opts.timeout, {},
       [comm] {
         call_collective(
-            true, "MPI_Barrier", [&] { return MPI_Barrier(comm); },
+            true, "MPI_Barrier", {}, [&] { return MPI_Barrier(comm); },
             [&](MPI_Request* r) { return MPI_Ibarrier(comm, r); });
       },
       true);

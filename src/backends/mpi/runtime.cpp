@@ -3,7 +3,11 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
+#include <thread>
+#include <vector>
 
 #include "core/logging.hpp"
 #include "core/reduce.hpp"
@@ -23,10 +27,49 @@ MPI_Datatype g_bool = MPI_DATATYPE_NULL;
 // One user-defined operation per reduce kind, on tutti's kernels.
 std::array<MPI_Op, 9> g_user_ops;
 
+std::atomic<int> g_stuck_calls{0};
+
+struct Abandoned {
+  MPI_Request request;
+  std::vector<Tensor> buffers;
+};
+std::mutex g_abandoned_mutex;
+std::vector<Abandoned> g_abandoned;  // GUARDED_BY(g_abandoned_mutex)
+
+// How many abandoned requests are still active after testing them for up
+// to `limit` (a missing rank that turned up late lets them finish).
+size_t active_abandoned(std::chrono::milliseconds limit) {
+  std::lock_guard<std::mutex> lock(g_abandoned_mutex);
+  const auto until = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    std::erase_if(g_abandoned, [](Abandoned& a) {
+      int flag = 0;
+      return MPI_Test(&a.request, &flag, MPI_STATUS_IGNORE) == MPI_SUCCESS && flag != 0;
+    });
+    if (g_abandoned.empty() || std::chrono::steady_clock::now() > until) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return g_abandoned.size();
+}
+
 void finalize_at_exit() {
   int finalized = 0;
   MPI_Finalized(&finalized);
-  if (!finalized) MPI_Finalize();
+  if (finalized) return;
+  const int stuck =
+      g_stuck_calls.load() + static_cast<int>(active_abandoned(std::chrono::milliseconds(100)));
+  if (stuck > 0) {
+    // MPI_Finalize would free what a stuck call uses (shared memory
+    // segments) under it: the process crashed in opal_progress that way.
+    // And its fence waits for every rank: it hung for good when a peer
+    // had exited without finalizing.
+    TUTTI_LOG(LogLevel::WARNING, -1, "",
+              "mpi: MPI_Finalize not called at exit: {} timed-out collective{} still in MPI "
+              "(the launcher may report that this process exited without finalizing)",
+              stuck, stuck > 1 ? "s are" : " is");
+    return;
+  }
+  MPI_Finalize();
 }
 
 DType dtype_of(MPI_Datatype type) {
@@ -105,9 +148,21 @@ CallLock::CallLock() : locked_(!g_thread_multiple) {
   if (locked_) g_call_mutex.lock();
 }
 
+CallLock::CallLock(std::try_to_lock_t) : locked_(!g_thread_multiple) {
+  if (locked_) owned_ = locked_ = g_call_mutex.try_lock();
+}
+
 CallLock::~CallLock() {
   if (locked_) g_call_mutex.unlock();
 }
+
+void abandon_request(MPI_Request request, std::vector<Tensor> buffers) {
+  std::lock_guard<std::mutex> lock(g_abandoned_mutex);
+  g_abandoned.push_back({request, std::move(buffers)});
+}
+
+void stuck_call_began() { g_stuck_calls.fetch_add(1); }
+void stuck_call_ended() { g_stuck_calls.fetch_sub(1); }
 
 bool launched_by_mpi() {
   for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"}) {

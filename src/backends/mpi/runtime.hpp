@@ -12,9 +12,11 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "tutti/reduce_op.hpp"
 #include "tutti/store.hpp"
+#include "tutti/tensor.hpp"
 #include "tutti/types.hpp"
 
 namespace tutti::mpi_backend {
@@ -34,13 +36,29 @@ bool thread_multiple();
 class CallLock {
  public:
   CallLock();
+  // Takes the lock only if it is free; owns() says whether it may call MPI.
+  explicit CallLock(std::try_to_lock_t);
   ~CallLock();
+  bool owns() const { return owned_; }
   CallLock(const CallLock&) = delete;
   CallLock& operator=(const CallLock&) = delete;
 
  private:
   bool locked_;
+  bool owned_ = true;
 };
+
+// A blocking MPI call past its deadline (left running on its thread, since
+// MPI cannot cancel it) began and, if its peers turn up after all, ended.
+// While one is stuck, MPI is not finalised at exit.
+void stuck_call_began();
+void stuck_call_ended();
+
+// A nonblocking collective past its deadline: MPI keeps the request (it
+// cannot be cancelled) and `buffers` stay alive with it, since MPI may still
+// write into them if the missing ranks turn up. At exit, MPI is finalised
+// only if every such request has completed by then.
+void abandon_request(MPI_Request request, std::vector<Tensor> buffers);
 
 // Whether this process was started by an MPI launcher (mpirun, mpiexec,
 // srun with PMI): the environment carries its rank variables.
