@@ -226,6 +226,7 @@ Health::Diagnosis Health::diagnose(const RankStatus& mine, std::vector<int> peer
   }
   parts.insert(parts.end(), answers.begin(), answers.end());
   result.text = fmt::format("{}", fmt::join(parts, "; "));
+  if (!result.silent.empty()) peer_went_silent();
   return result;
 }
 

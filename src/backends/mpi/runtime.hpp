@@ -60,6 +60,11 @@ void stuck_call_ended();
 // only if every such request has completed by then.
 void abandon_request(MPI_Request request, std::vector<Tensor> buffers);
 
+// A peer did not answer a status request after a deadline (dead, stopped or
+// cut off, see Health::diagnose). It will not reach MPI_Finalize, whose fence
+// would then wait for it for ever, so MPI is not finalised at exit.
+void peer_went_silent();
+
 // Whether this process was started by an MPI launcher (mpirun, mpiexec,
 // srun with PMI): the environment carries its rank variables.
 bool launched_by_mpi();
