@@ -2,10 +2,10 @@
 
 #include <fmt/format.h>
 
-#include <charconv>
 #include <cstdlib>
 #include <optional>
 
+#include "core/env_parse.hpp"
 #include "core/logging.hpp"
 #include "tutti/errors.hpp"
 #include "tutti/file_store.hpp"
@@ -13,6 +13,10 @@
 
 namespace tutti {
 namespace {
+
+using env_parse::parse_int32;
+using env_parse::parse_port;
+using env_parse::parse_tcp_url;
 
 // A variable with a usage example for messages.
 struct Variable {
@@ -37,30 +41,10 @@ const char* lookup(const Variable& v) {
       method, v.name, v.example));
 }
 
-int64_t parse_int(const std::string& text, const char* what, const char* example) {
-  int64_t value = 0;
-  const char* begin = text.data();
-  const char* end = begin + text.size();
-  auto [ptr, ec] = std::from_chars(begin, end, value);
-  if (text.empty() || ec != std::errc() || ptr != end) {
-    throw InvalidArgument(fmt::format("{}='{}' is not an integer; e.g. {}", what, text, example));
-  }
-  return value;
-}
-
 int env_int(const Variable& v, const std::string& method) {
   const char* text = lookup(v);
   if (text == nullptr) missing(v, method);
-  return static_cast<int>(parse_int(text, v.name, v.example));
-}
-
-uint16_t parse_port(const std::string& text, const char* what, const char* example) {
-  const int64_t port = parse_int(text, what, example);
-  if (port < 1 || port > 65535) {
-    throw InvalidArgument(
-        fmt::format("{}={} is not a TCP port (1 to 65535); e.g. {}", what, port, example));
-  }
-  return static_cast<uint16_t>(port);
+  return parse_int32(text, v.name, v.example);
 }
 
 // rank and world size: the options' when set, else the environment's.
@@ -90,31 +74,6 @@ std::shared_ptr<Store> tcp_store(const std::string& host, uint16_t port, int ran
   opts.wait_workers = true;
   opts.timeout = timeout;
   return std::make_shared<TCPStore>(host, opts);
-}
-
-// "tcp://host:port" or "tcp://[v6::addr]:port".
-std::pair<std::string, uint16_t> parse_tcp_url(const std::string& url) {
-  constexpr const char* kExample = "tcp://10.0.0.1:29500";
-  const std::string rest = url.substr(6);
-  std::string host, port;
-  if (!rest.empty() && rest[0] == '[') {
-    const size_t close = rest.find(']');
-    if (close == std::string::npos || close + 1 >= rest.size() || rest[close + 1] != ':') {
-      throw InvalidArgument(
-          fmt::format("init_method '{}' is not tcp://[ipv6]:port; e.g. tcp://[::1]:29500", url));
-    }
-    host = rest.substr(1, close - 1);
-    port = rest.substr(close + 2);
-  } else {
-    const size_t colon = rest.rfind(':');
-    if (colon == std::string::npos || colon == 0) {
-      throw InvalidArgument(
-          fmt::format("init_method '{}' needs a host and a port; e.g. {}", url, kExample));
-    }
-    host = rest.substr(0, colon);
-    port = rest.substr(colon + 1);
-  }
-  return {host, parse_port(port, "the port of init_method", kExample)};
 }
 
 }  // namespace

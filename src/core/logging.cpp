@@ -11,6 +11,8 @@
 #include <ctime>
 #include <string>
 
+#include "core/env_parse.hpp"
+
 namespace tutti {
 namespace {
 
@@ -38,10 +40,7 @@ std::atomic<int>& current_level() {
 int env_rank() {
   static const int rank = [] {
     const char* env = std::getenv("RANK");
-    if (env == nullptr) return -1;
-    char* end = nullptr;
-    long value = std::strtol(env, &end, 10);
-    return (end != env && *end == '\0' && value >= 0) ? static_cast<int>(value) : -1;
+    return env == nullptr ? -1 : env_parse::parse_log_rank(env);
   }();
   return rank;
 }

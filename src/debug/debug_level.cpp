@@ -1,26 +1,15 @@
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <cstdlib>
 #include <mutex>
-#include <optional>
 #include <string>
 
+#include "core/env_parse.hpp"
 #include "tutti/debug.hpp"
 
 namespace tutti {
 namespace {
-
-std::optional<DebugLevel> parse(std::string text) {
-  std::transform(text.begin(), text.end(), text.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
-  if (text == "OFF") return DebugLevel::OFF;
-  if (text == "INFO") return DebugLevel::INFO;
-  if (text == "DETAIL") return DebugLevel::DETAIL;
-  return std::nullopt;
-}
 
 // -1: not decided yet; -2: TUTTI_DEBUG holds a bad value; else a level.
 std::atomic<int> g_level{-1};
@@ -32,7 +21,7 @@ void read_environment() {
     const char* env = std::getenv("TUTTI_DEBUG");
     int level = static_cast<int>(DebugLevel::OFF);
     if (env != nullptr && *env != '\0') {
-      if (auto parsed = parse(env)) {
+      if (auto parsed = env_parse::parse_debug_level(env)) {
         level = static_cast<int>(*parsed);
       } else {
         g_bad_value = env;

@@ -9,6 +9,7 @@
 
 #include "core/engine_work.hpp"
 #include "debug/debug_backend.hpp"
+#include "debug/p2p_description.hpp"
 #include "tutti/debug.hpp"
 #include "tutti/errors.hpp"
 
@@ -22,78 +23,6 @@ int describe_tag(int tag) { return 0x40000000 | (tag & kUserTagMask); }
 int answer_tag(int tag) { return 0x60000000 | (tag & kUserTagMask); }
 
 enum Direction { kSending = 0, kReceiving = 1 };
-
-// The 16 words each end sends the other.
-struct Description {
-  static constexpr int64_t kWords = 16;
-  static constexpr int kMaxDims = 7;
-  enum Slot {
-    kCounter,
-    kTag,
-    kAgrees,
-    kDType,
-    kDevice,
-    kDeviceIndex,
-    kNumel,
-    kDims,
-    kSizes,
-    kAnysource = kSizes + kMaxDims,  // set by a recv_anysource's answer
-  };
-
-  static Tensor of(const Tensor& t, int tag, uint64_t counter) {
-    Tensor d = Tensor::zeros({kWords}, DType::Int64);
-    auto* w = d.data<int64_t>();
-    w[kCounter] = static_cast<int64_t>(counter);
-    w[kTag] = tag;
-    w[kAgrees] = 1;
-    w[kDType] = static_cast<int64_t>(t.dtype());
-    w[kDevice] = static_cast<int64_t>(t.device().type);
-    w[kDeviceIndex] = t.device().index;
-    w[kNumel] = t.numel();
-    w[kDims] = t.dim();
-    for (int64_t i = 0; i < std::min<int64_t>(t.dim(), kMaxDims); ++i) w[kSizes + i] = t.size(i);
-    return d;
-  }
-
-  // "float32[2, 3]"
-  static std::string text(const Tensor& d) {
-    const auto* w = d.data<int64_t>();
-    std::string shape;
-    for (int64_t i = 0; i < std::min<int64_t>(w[kDims], kMaxDims); ++i) {
-      shape += fmt::format("{}{}", i ? ", " : "", w[kSizes + i]);
-    }
-    if (w[kDims] > kMaxDims) shape += ", ...";
-    const auto dtype = static_cast<DType>(w[kDType]);
-    std::string device;
-    if (static_cast<DeviceType>(w[kDevice]) != DeviceType::CPU) {
-      device = fmt::format("@{}", to_string(Device{static_cast<DeviceType>(w[kDevice]),
-                                                   static_cast<int>(w[kDeviceIndex])}));
-    }
-    return fmt::format("{}[{}]{}", to_string(dtype), shape, device);
-  }
-
-  // "" if a send of `sent` may land in a recv of `received`; else what
-  // differs.
-  static std::string differences(const Tensor& sent, const Tensor& received) {
-    const auto* s = sent.data<int64_t>();
-    const auto* r = received.data<int64_t>();
-    std::vector<std::string> parts;
-    if (s[kTag] != r[kTag]) {
-      parts.push_back(fmt::format(
-          "tag ({} vs {}: the checks fold tags modulo 2^29, so these two share a channel)", s[kTag],
-          r[kTag]));
-    }
-    if (s[kDType] != r[kDType]) {
-      parts.push_back(fmt::format("dtype ({} vs {})", to_string(static_cast<DType>(s[kDType])),
-                                  to_string(static_cast<DType>(r[kDType]))));
-    }
-    if (s[kNumel] != r[kNumel]) {
-      parts.push_back(fmt::format("size ({} vs {} elements)", s[kNumel], r[kNumel]));
-    }
-    if (s[kDevice] != r[kDevice]) parts.push_back("device type");
-    return fmt::format("{}", fmt::join(parts, ", "));
-  }
-};
 
 std::string mismatch(int sender, int receiver, int tag, const Tensor& sent, const Tensor& received,
                      bool anysource) {

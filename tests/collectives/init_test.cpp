@@ -85,6 +85,16 @@ TEST(InitProcessGroup, MissingAndMalformedVariablesAreNamed) {
     EXPECT_INVALID_ARGUMENT(init_process_group(), "rank 3 is out of range for world size 2");
     setenv("WORLD_SIZE", "0", 1);
     EXPECT_INVALID_ARGUMENT(init_process_group(), "world size 0");
+    // Found by fuzz/env_strings_fuzzer: values past int's range wrapped
+    // (RANK=4294967296 was rank 0), and tcp://[]:port had an empty host.
+    setenv("WORLD_SIZE", "2", 1);
+    setenv("RANK", "4294967296", 1);
+    EXPECT_INVALID_ARGUMENT(init_process_group(), "RANK=4294967296 is out of range");
+    setenv("RANK", "0", 1);
+    setenv("WORLD_SIZE", "4294967298", 1);
+    EXPECT_INVALID_ARGUMENT(init_process_group(), "WORLD_SIZE=4294967298 is out of range");
+    EXPECT_INVALID_ARGUMENT(init_process_group({.init_method = "tcp://[]:29500"}),
+                            "is not tcp://[ipv6]:port");
     EXPECT_INVALID_ARGUMENT(init_process_group({.backend = "nccl"}), "unknown backend 'nccl'",
                             "gloo");
     EXPECT_INVALID_ARGUMENT(init_process_group({.init_method = "tcp://nohostport"}),

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "debug/p2p_description.hpp"
+
 namespace tutti::debug {
 namespace {
 
@@ -84,6 +86,17 @@ TEST(Fingerprint, AlltoallSplitsAreCrossCheckedNotCompared) {
             "alltoall_base #0 disagrees between senders and receivers: rank 0 sends 2 rows of "
             "float32[*, 3] to rank 1 (input_split_sizes[1]) but rank 1 expects 1 from rank 0 "
             "(output_split_sizes[0])");
+}
+
+// Found by fuzz/fingerprint_fuzzer: a peer's description with a dtype code
+// this build does not know raised InvalidArgument("unknown dtype code")
+// instead of being reported as a mismatch.
+TEST(P2PDescription, UnknownDTypeCodesAreShownNotThrown) {
+  Tensor sent = Description::of(Tensor::zeros({2, 3}, DType::Float32), 5, 1);
+  const Tensor received = Description::of(Tensor::zeros({2, 3}, DType::Float32), 5, 1);
+  sent.data<int64_t>()[Description::kDType] = 116;
+  EXPECT_EQ(Description::text(sent), "dtype#116[2, 3]");
+  EXPECT_EQ(Description::differences(sent, received), "dtype (dtype#116 vs float32)");
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "backends/gloo/rendezvous.hpp"
 #include "backends/gloo/store_adapter.hpp"
 #include "backends/gloo/work.hpp"
+#include "core/env_parse.hpp"
 #include "core/error_context.hpp"
 #include "core/logging.hpp"
 #include "tutti/errors.hpp"
@@ -85,13 +86,12 @@ Options Options::from_env(std::chrono::milliseconds timeout) {
   Options options;
   options.timeout = timeout;
   if (const char* threads = std::getenv("TUTTI_GLOO_THREADS")) {
-    char* end = nullptr;
-    long n = std::strtol(threads, &end, 10);
-    if (end == threads || *end != '\0' || n < 1 || n > 64) {
+    const std::optional<int> n = env_parse::parse_thread_count(threads);
+    if (!n) {
       throw InvalidArgument(
           fmt::format("TUTTI_GLOO_THREADS='{}' is not a thread count between 1 and 64", threads));
     }
-    options.threads = static_cast<int>(n);
+    options.threads = *n;
   }
   if (const char* algorithm = std::getenv("TUTTI_GLOO_ALLREDUCE")) {
     options.allreduce_algorithm = parse_algorithm(algorithm);
