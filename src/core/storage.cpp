@@ -20,7 +20,7 @@ void* map(size_t bytes) {
 }
 
 // Mapped blocks kept mapped for reuse after their tensor goes, up to
-// kMaxCachedBytes in all, reused for a tensor of the same page-rounded size.
+// kMaxCachedStorageBytes in all, reused for a tensor of the same page-rounded size.
 // A fresh mapping costs a page fault per 4 KiB on first touch: measured 1.2
 // ms per MiB on this project's machine, against 30 us for malloc reusing a
 // block, so repeated sizes (every training step's buckets, the backend's
@@ -31,8 +31,6 @@ void* map(size_t bytes) {
 // first, so the cache follows the sizes in use.
 class MappedBlocks {
  public:
-  static constexpr size_t kMaxCachedBytes = size_t{8} << 20;
-
   // A block of exactly `capacity` bytes (a multiple of the page size): a
   // cached one if any, else a new mapping.
   void* take(size_t capacity) {
@@ -52,13 +50,13 @@ class MappedBlocks {
 
   void give_back(void* p, size_t capacity) {
     std::vector<std::pair<size_t, void*>> evicted;
-    if (capacity > kMaxCachedBytes) {
+    if (capacity > kMaxCachedStorageBytes) {
       evicted.emplace_back(capacity, p);
     } else {
       std::lock_guard<std::mutex> lock(mutex_);
       free_.emplace_back(capacity, p);
       cached_bytes_ += capacity;
-      while (cached_bytes_ > kMaxCachedBytes) {
+      while (cached_bytes_ > kMaxCachedStorageBytes) {
         evicted.push_back(free_.front());
         cached_bytes_ -= free_.front().first;
         free_.erase(free_.begin());
@@ -69,7 +67,7 @@ class MappedBlocks {
 
  private:
   std::mutex mutex_;
-  // Oldest first; at most kMaxCachedBytes / kMappedStorageMinBytes entries.
+  // Oldest first; at most kMaxCachedStorageBytes / kMappedStorageMinBytes entries.
   std::vector<std::pair<size_t, void*>> free_;  // GUARDED_BY(mutex_)
   size_t cached_bytes_ = 0;                     // GUARDED_BY(mutex_)
 };

@@ -29,6 +29,10 @@ inline constexpr size_t kStorageAlignment = 64;
 // arenas whatever the threshold is.
 inline constexpr size_t kMappedStorageMinBytes = size_t{128} << 10;
 
+// Freed mapped blocks stay mapped for reuse up to this many bytes in all
+// (storage.cpp, MappedBlocks): RSS the cache may hold.
+inline constexpr size_t kMaxCachedStorageBytes = size_t{8} << 20;
+
 // At least `nbytes` bytes (one alignment unit for 0), aligned to
 // kStorageAlignment, uninitialised. Freed when the last copy of the pointer
 // goes, on any thread. Throws std::bad_alloc when out of memory.
