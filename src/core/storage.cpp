@@ -85,13 +85,21 @@ std::shared_ptr<void> map_storage(size_t nbytes) {
   return std::shared_ptr<void>(p, [capacity](void* q) { mapped_blocks().give_back(q, capacity); });
 }
 
+// Under AddressSanitizer every block comes from malloc, so overflows of
+// large tensors are caught too (mappings have no redzones).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kMapLargeBlocks = false;
+#else
+constexpr bool kMapLargeBlocks = true;
+#endif
+
 }  // namespace
 
 std::shared_ptr<void> allocate_storage(size_t nbytes) {
   const size_t rounded =
       nbytes == 0 ? kStorageAlignment
                   : (nbytes + kStorageAlignment - 1) / kStorageAlignment * kStorageAlignment;
-  if (rounded >= kMappedStorageMinBytes) return map_storage(rounded);
+  if (kMapLargeBlocks && rounded >= kMappedStorageMinBytes) return map_storage(rounded);
   void* p = std::aligned_alloc(kStorageAlignment, rounded);
   if (p == nullptr) throw std::bad_alloc();
   return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
