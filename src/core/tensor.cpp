@@ -9,19 +9,10 @@
 #include <limits>
 #include <new>
 
+#include "core/storage.hpp"
+
 namespace tutti {
 namespace {
-
-// Storage for owned tensors: 64-byte aligned, so vector loads in the
-// reduction kernels never split a cache line at the start of a buffer.
-constexpr size_t kAlignment = 64;
-
-std::shared_ptr<void> allocate(size_t nbytes) {
-  size_t rounded = (nbytes + kAlignment - 1) / kAlignment * kAlignment;
-  void* p = std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded);
-  if (p == nullptr) throw std::bad_alloc();
-  return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
-}
 
 std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& sizes) {
   std::vector<int64_t> strides(sizes.size());
@@ -125,7 +116,7 @@ Tensor Tensor::empty(std::vector<int64_t> sizes, DType dtype, Device device) {
                     to_string(device)));
   }
   int64_t numel = checked_numel(sizes);
-  auto storage = allocate(static_cast<size_t>(numel) * itemsize(dtype));
+  auto storage = detail::allocate_storage(static_cast<size_t>(numel) * itemsize(dtype));
   void* data = storage.get();
   auto strides = contiguous_strides(sizes);
   return Tensor(std::move(storage), data, std::move(sizes), std::move(strides), dtype, device);
