@@ -65,6 +65,18 @@ class MappedBlocks {
     for (const auto& [bytes, block] : evicted) ::munmap(block, bytes);
   }
 
+  size_t release() {
+    std::vector<std::pair<size_t, void*>> cached;
+    size_t bytes = 0;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      cached.swap(free_);
+      std::swap(bytes, cached_bytes_);
+    }
+    for (const auto& [size, block] : cached) ::munmap(block, size);
+    return bytes;
+  }
+
  private:
   std::mutex mutex_;
   // Oldest first; at most kMaxCachedStorageBytes / kMappedStorageMinBytes entries.
@@ -94,6 +106,8 @@ constexpr bool kMapLargeBlocks = true;
 #endif
 
 }  // namespace
+
+size_t release_cached_storage() { return kMapLargeBlocks ? mapped_blocks().release() : 0; }
 
 std::shared_ptr<void> allocate_storage(size_t nbytes) {
   const size_t rounded =

@@ -38,4 +38,9 @@ inline constexpr size_t kMaxCachedStorageBytes = size_t{8} << 20;
 // goes, on any thread. Throws std::bad_alloc when out of memory.
 std::shared_ptr<void> allocate_storage(size_t nbytes);
 
+// Unmaps every cached free block and returns how many bytes that was: what
+// malloc_trim is to malloc, for a measurement of RSS that should not count a
+// cache whose level depends on the last few sizes freed (the soak).
+size_t release_cached_storage();
+
 }  // namespace tutti::detail

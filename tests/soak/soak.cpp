@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/storage.hpp"
 #include "soak/soak_ops.hpp"
 #include "tutti/tutti.hpp"
 
@@ -116,6 +117,9 @@ Sample sample() {
   // Free pages go back to the system first, so RSS counts memory in use
   // and what fragmentation keeps, not what the allocator merely holds.
   ::malloc_trim(0);
+  // Likewise tutti's cache of freed large tensor blocks (bounded, 8 MiB):
+  // its level at an instant depends on the last few sizes freed.
+  tutti::detail::release_cached_storage();
   const struct mallinfo2 heap = ::mallinfo2();
   s.heap_kib = static_cast<int64_t>((heap.uordblks + heap.hblkhd) / 1024);
   std::ifstream status("/proc/self/status");
