@@ -12,8 +12,10 @@
 //       TimeoutError or DistNetworkError naming the allreduce, raised within
 //       the limit of that allreduce's start and of the time in D/down (epoch
 //       nanoseconds, written by the test when it cut the link). The limit is
-//       T + S, and on rank C also the root-cause lookup's wait for the store
-//       (debug/root_cause.hpp), which rank C cannot reach any more.
+//       T + the roll call's grace + S, and on rank C also the roll call's
+//       store slack and the root-cause lookup's wait for the store
+//       (backends/gloo/census.hpp, debug/root_cause.hpp), which rank C
+//       cannot reach any more. Every rank but C must name rank C.
 //   tutti-net-rank timed --bytes B --iters K
 //       a warm-up, then K checked allreduces and K checked broadcasts of B
 //       bytes; rank 0 prints "timed allreduce B SECONDS" and "timed broadcast
@@ -29,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "backends/gloo/census.hpp"
 #include "collectives/reference.hpp"
 #include "collectives/suite.hpp"
 #include "debug/root_cause.hpp"
@@ -128,16 +131,19 @@ int run_stream(const Args& args) {
       std::ifstream(args.dir + "/down") >> down_epoch;
       const double since_down_ms =
           down_epoch > 0 ? static_cast<double>(failed_epoch - down_epoch) / 1e6 : -1;
-      const auto store_wait = rank == args.cut_rank ? tutti::trace::RootCause::kStoreTimeout
+      // The documented bound (docs/gloo.md): the timeout, then the roll
+      // call's grace; on rank C, which cannot reach the store any more, the
+      // roll call's store slack and the root-cause lookup's wait on top.
+      const auto grace = tutti::gloo_backend::Census::grace(timeout);
+      const auto store_wait = rank == args.cut_rank ? tutti::gloo_backend::Census::kStoreSlack +
+                                                          tutti::trace::RootCause::kStoreTimeout
                                                     : std::chrono::milliseconds(0);
       const double limit_ms =
-          static_cast<double>(args.timeout_ms + args.slack_ms + store_wait.count());
+          static_cast<double>(args.timeout_ms + args.slack_ms + grace.count() + store_wait.count());
       fmt::print(
           "rank {}: allreduce #{} failed after {:.0f} ms ({:.0f} ms after the link went "
           "down; limit {:.0f} ms): {}\n",
           rank, i + 1, in_op_ms, since_down_ms, limit_ms, what);
-      // TODO(after the "name the stalled rank" work merges): assert that the
-      // message names the peer behind the cut link.
       int problems = 0;
       auto fail = [&](const std::string& why) {
         fmt::print("rank {}: FAIL: {}\n", rank, why);
@@ -145,10 +151,31 @@ int run_stream(const Args& args) {
       };
       if (!right_type) fail("expected TimeoutError or DistNetworkError");
       if (what.find("allreduce") == std::string::npos) fail("the message does not name allreduce");
+      // Every rank that still reaches the store names the one cut off.
+      const std::string named = fmt::format("rank {} did not answer", args.cut_rank);
+      if (rank != args.cut_rank && what.find(named) == std::string::npos) {
+        fail("the message does not say \"" + named + "\"");
+      }
       if (in_op_ms > limit_ms) fail(fmt::format("raised {:.0f} ms into the op", in_op_ms));
       if (down_epoch == 0) fail("failed before the link went down");
       if (since_down_ms > limit_ms) {
         fail(fmt::format("raised {:.0f} ms after the link went down", since_down_ms));
+      }
+      // Rank 0 serves the store the others' roll calls read: it stays until
+      // every rank that can reach it has its error.
+      try {
+        const auto& store = pg->store();
+        if (rank != 0 && rank != args.cut_rank) {
+          store->set(fmt::format("net/done/{}", rank), std::string("1"));
+        } else if (rank == 0) {
+          std::vector<std::string> keys;
+          for (int r = 1; r < pg->size(); ++r) {
+            if (r != args.cut_rank) keys.push_back(fmt::format("net/done/{}", r));
+          }
+          store->wait(keys, 4 * timeout);
+        }
+      } catch (const tutti::Error& e) {
+        fail(fmt::format("the store's hand-off after the error failed: {}", e.what()));
       }
       std::fflush(stdout);
       // The group is broken; leave without the store's host waiting for
