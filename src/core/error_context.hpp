@@ -21,4 +21,16 @@ std::exception_ptr with_detail(std::exception_ptr error, const std::string& deta
 // for logs and messages.
 std::string message_of(const std::exception_ptr& error);
 
+// Whether the exception in `error` is an E (or derives from it).
+template <class E>
+bool holds(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const E&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
 }  // namespace tutti

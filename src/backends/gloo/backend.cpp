@@ -52,26 +52,6 @@ std::string short_name(const std::string& description) {
   return description.substr(0, description.find(" on group '"));
 }
 
-bool is_timeout(const std::exception_ptr& error) {
-  try {
-    std::rethrow_exception(error);
-  } catch (const TimeoutError&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
-}
-
-bool is_network_error(const std::exception_ptr& error) {
-  try {
-    std::rethrow_exception(error);
-  } catch (const DistNetworkError&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
-}
-
 }  // namespace
 
 AllreduceAlgorithm parse_algorithm(const std::string& name) {
@@ -272,8 +252,8 @@ std::shared_ptr<Work> GlooBackend::enqueue(OpType op, std::chrono::milliseconds 
 std::exception_ptr GlooBackend::fail_current(const std::string& what,
                                              std::chrono::milliseconds timeout) {
   auto error = translate_current_exception(what, timeout);
-  const bool timed_out = is_timeout(error);
-  if (closing_ || (!timed_out && !is_network_error(error))) return error;
+  const bool timed_out = holds<TimeoutError>(error);
+  if (closing_ || (!timed_out && !holds<DistNetworkError>(error))) return error;
   if (!timed_out) {
     // gloo has lost a peer; the group cannot complete another collective.
     // Closing the other connections fails the ranks blocked on this one now
