@@ -42,7 +42,9 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--sides", default="tutti,gloo,torch",
-                        help="comma list of tutti, gloo, torch, tutti-ring, tutti-bcube")
+                        help="comma list of tutti, gloo, torch, and tutti-ALGO for an allreduce "
+                             "algorithm forced through TUTTI_GLOO_ALLREDUCE (tutti-ring, "
+                             "tutti-doubling, tutti-gloo-ring, tutti-gloo-bcube)")
     parser.add_argument("--ops", default="allreduce,allgather")
     parser.add_argument("--world-size", type=int, default=2)
     parser.add_argument("--min-bytes", type=int, default=8)
@@ -93,8 +95,8 @@ class Side:
         env["MASTER_ADDR"] = "127.0.0.1"
         env["GLOO_SOCKET_IFNAME"] = "lo"  # PyTorch: gloo on the loopback, as the others
         env.pop("TUTTI_GLOO_ALLREDUCE", None)
-        if name in ("tutti-ring", "tutti-bcube"):
-            env["TUTTI_GLOO_ALLREDUCE"] = name.split("-")[1]
+        if name.startswith("tutti-"):
+            env["TUTTI_GLOO_ALLREDUCE"] = name[len("tutti-"):]
         self.store_dir = tempfile.mkdtemp(prefix="gloo_compare_")
         self.errors = tempfile.TemporaryFile(mode="w+")
         port = free_port()
@@ -324,7 +326,9 @@ def main():
 
     print(f"{args.rounds} round(s), sides taking turns size by size ({', '.join(sides)}); "
           f"medians over rounds of the slower rank's median per-iteration time")
-    columns = [("tutti", "tutti"), ("tutti-ring", "tutti ring"), ("tutti-bcube", "tutti bcube"),
+    columns = [("tutti", "tutti"), ("tutti-ring", "tutti ring"),
+               ("tutti-doubling", "tutti doubling"), ("tutti-gloo-ring", "tutti gloo-ring"),
+               ("tutti-gloo-bcube", "tutti gloo-bcube"),
                ("gloo-ring", "gloo ring"), ("gloo-bcube", "gloo bcube"), ("gloo", "gloo"),
                ("torch", "torch")]
     for op in ops:

@@ -7,8 +7,7 @@
 // waiting caller.
 //
 // The allreduce algorithm is the backend's own choice by size unless
-// TUTTI_GLOO_ALLREDUCE forces one (the launcher's tutti-ring and tutti-bcube
-// sides).
+// TUTTI_GLOO_ALLREDUCE forces one (the launcher's tutti-ALGO sides).
 //
 //   gloo_compare_tutti --rank R --world-size N --port P
 //   (then commands on standard input: side.hpp)

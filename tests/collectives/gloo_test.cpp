@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 
@@ -50,23 +51,41 @@ INSTANTIATE_TEST_SUITE_P(Gloo, GlooSuite,
                                   std::to_string(std::get<1>(info.param)) + "ranks";
                          });
 
-TEST(GlooAlgorithms, RingAndBcubeAgreeWithTheReference) {
-  for (const char* algorithm : {"ring", "bcube"}) {
-    run_ranks(
-        3,
-        [](const RankContext& ctx) {
-          auto pg = make_gloo_group(ctx);
-          for (int64_t count : {int64_t{1}, int64_t{1001}, int64_t{1} << 20}) {
-            std::vector<Tensor> t = {make_input(DType::Float32, ReduceOp::SUM, ctx.rank, count)};
-            pg->allreduce(t)->wait();
-            EXPECT_EQ(compare_reduced(t[0], ReduceOp::SUM, ctx.world_size), "")
-                << "count " << count;
+// Every algorithm the option can force, on a power of two and on world sizes
+// where recursive doubling folds ranks in, over counts that leave ring parts
+// empty (1 on 3 ranks), uneven (1001), and split into many segments with a
+// short last part ((1 << 20) + 3, 4 MiB of floats); every rank must hold the
+// same bits, which compare_reduced's exact check implies for SUM of these
+// integer-valued inputs.
+class GlooAlgorithms : public ::testing::TestWithParam<std::tuple<const char*, int>> {};
+
+TEST_P(GlooAlgorithms, AgreeWithTheReference) {
+  const auto [algorithm, world] = GetParam();
+  run_ranks(
+      world,
+      [](const RankContext& ctx) {
+        auto pg = make_gloo_group(ctx);
+        for (int64_t count : {int64_t{1}, int64_t{2}, int64_t{1001}, (int64_t{1} << 20) + 3}) {
+          for (ReduceOp op : {ReduceOp(ReduceOp::SUM), ReduceOp(ReduceOp::MAX)}) {
+            std::vector<Tensor> t = {make_input(DType::Float32, op, ctx.rank, count)};
+            pg->allreduce(t, {.reduce_op = op})->wait();
+            EXPECT_EQ(compare_reduced(t[0], op, ctx.world_size), "") << "count " << count;
           }
-          finish(*pg);
-        },
-        {.env = {{"TUTTI_GLOO_ALLREDUCE", algorithm}}});
-  }
+        }
+        finish(*pg);
+      },
+      {.env = {{"TUTTI_GLOO_ALLREDUCE", algorithm}}});
 }
+
+INSTANTIATE_TEST_SUITE_P(Gloo, GlooAlgorithms,
+                         ::testing::Combine(::testing::Values("ring", "doubling", "gloo-ring",
+                                                              "gloo-bcube"),
+                                            ::testing::Values(2, 3, 4)),
+                         [](const auto& info) {
+                           std::string name = std::get<0>(info.param);
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name + "_" + std::to_string(std::get<1>(info.param)) + "ranks";
+                         });
 
 // gloo writes with writev(), so a write to a peer that has gone raises
 // SIGPIPE, which by default kills the process instead of letting gloo report

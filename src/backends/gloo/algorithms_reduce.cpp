@@ -7,44 +7,31 @@
 
 #include "backends/gloo/algorithms.hpp"
 #include "backends/gloo/algorithms_common.hpp"
+#include "backends/gloo/allreduce_schedules.hpp"
 
 namespace tutti::gloo_backend::algorithms {
 namespace {
 
-// Up to this many bytes per rank, bcube's log(p) exchanges of whole buffers
-// beat ring's 2(p-1) steps of small chunks; above it, ring's bandwidth wins.
-// Raw gloo over loopback (docs/perf.md, "gloo backend"): bcube was faster
-// up to 1 MiB on 2, 3 and 4 ranks (1.2x at 1 MiB on 2 ranks, 1.4x and 2.9x
-// on 3 and 4), ring from 2 MiB on 2 and 4 ranks and from 4 MiB on 3.
-constexpr size_t kBcubeMaxBytes = size_t{1} << 20;
-// Except the tiniest buffers: at 8 B raw gloo's ring beat bcube on 2 ranks
-// in both runs measured (166 vs 258 and 140 vs 256 µs), at 16 B it lost
-// (319 vs 246, 297 vs 251). PyTorch runs ring at every size. Buffers under
-// 8 B (a 4-byte scalar) were not measured and take the same path.
-constexpr size_t kRingMaxTinyBytes = 8;
+// Up to this many bytes, recursive doubling's log2(p) exchanges of the whole
+// buffer beat the ring's 2(p-1) steps of 1/p of it; above, the ring's
+// bandwidth wins. Measured on gloo's own bcube and ring (docs/perf.md, "gloo
+// backend"): the whole-buffer algorithm was faster up to 1 MiB on 2, 3 and 4
+// ranks, the ring from 2 MiB on 2 and 4 ranks and from 4 MiB on 3.
+constexpr size_t kDoublingMaxBytes = size_t{1} << 20;
 
-::gloo::AllreduceOptions::Algorithm choose(AllreduceAlgorithm requested, size_t bytes) {
-  switch (requested) {
-    case AllreduceAlgorithm::RING:
-      return ::gloo::AllreduceOptions::Algorithm::RING;
-    case AllreduceAlgorithm::BCUBE:
-      return ::gloo::AllreduceOptions::Algorithm::BCUBE;
-    case AllreduceAlgorithm::AUTO:
-      break;
-  }
-  return bytes > kRingMaxTinyBytes && bytes <= kBcubeMaxBytes
-             ? ::gloo::AllreduceOptions::Algorithm::BCUBE
-             : ::gloo::AllreduceOptions::Algorithm::RING;
+AllreduceAlgorithm choose(AllreduceAlgorithm requested, size_t bytes) {
+  if (requested != AllreduceAlgorithm::AUTO) return requested;
+  return bytes <= kDoublingMaxBytes ? AllreduceAlgorithm::DOUBLING : AllreduceAlgorithm::RING;
 }
 
-// Allreduce over buffers of `count` elements of dtype, in place.
-void allreduce_buffers(const OpContext& ctx, const std::vector<void*>& buffers, size_t count,
-                       DType dtype, ReduceOp op) {
+// gloo's own allreduce (GLOO_RING, GLOO_BCUBE): every buffer in and out.
+void gloo_allreduce(const OpContext& ctx, const std::vector<void*>& buffers, size_t count,
+                    DType dtype, ReduceOp op, ::gloo::AllreduceOptions::Algorithm algorithm) {
   auto opts_holder = std::make_shared<::gloo::AllreduceOptions>(ctx.context);
   auto& opts = *opts_holder;
   opts.setTag(ctx.tag);
   opts.setTimeout(ctx.timeout);
-  opts.setAlgorithm(choose(ctx.allreduce_algorithm, count * itemsize(dtype)));
+  opts.setAlgorithm(algorithm);
   opts.setReduceFunction(reduce_function(dtype, op));
   with_element_type(itemsize(dtype), [&](auto element) {
     using T = decltype(element);
@@ -54,6 +41,35 @@ void allreduce_buffers(const OpContext& ctx, const std::vector<void*>& buffers, 
   });
   ::gloo::allreduce(opts);
   ctx.retire(std::move(opts_holder));
+}
+
+// Allreduce over buffers of `count` elements of dtype, in place: the sum (or
+// op) of every buffer of every rank ends in each.
+void allreduce_buffers(const OpContext& ctx, const std::vector<void*>& buffers, size_t count,
+                       DType dtype, ReduceOp op) {
+  const AllreduceAlgorithm algorithm = choose(ctx.allreduce_algorithm, count * itemsize(dtype));
+  if (algorithm == AllreduceAlgorithm::GLOO_RING || algorithm == AllreduceAlgorithm::GLOO_BCUBE) {
+    gloo_allreduce(ctx, buffers, count, dtype, op,
+                   algorithm == AllreduceAlgorithm::GLOO_RING
+                       ? ::gloo::AllreduceOptions::Algorithm::RING
+                       : ::gloo::AllreduceOptions::Algorithm::BCUBE);
+    return;
+  }
+  const ReduceOp::Kind kind = kernels::combine_kind(op);
+  void* first = buffers[0];
+  for (size_t i = 1; i < buffers.size(); ++i) {
+    kernels::combine_into(first, buffers[i], count, dtype, kind);
+  }
+  if (ctx.size() > 1) {
+    if (algorithm == AllreduceAlgorithm::RING) {
+      ring_allreduce(ctx, first, count, dtype, kind);
+    } else {
+      doubling_allreduce(ctx, first, count, dtype, kind);
+    }
+  }
+  for (size_t i = 1; i < buffers.size(); ++i) {
+    std::memcpy(buffers[i], first, count * itemsize(dtype));
+  }
 }
 
 }  // namespace

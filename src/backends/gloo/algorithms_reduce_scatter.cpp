@@ -7,36 +7,22 @@
 // neighbour's partial sum of part (r-s-2) mod p, which it combines with its
 // own contribution to that part. The part received in the last step is
 // (r-p) mod p = r, reduced over every rank: the output.
-#include <fmt/format.h>
-#include <gloo/common/error.h>
 #include <gloo/transport/unbound_buffer.h>
 
 #include <algorithm>
 #include <array>
-#include <chrono>
 #include <cstring>
 #include <memory>
 #include <vector>
 
 #include "backends/gloo/algorithms.hpp"
 #include "backends/gloo/algorithms_common.hpp"
+#include "backends/gloo/transfers.hpp"
 
 namespace tutti::gloo_backend::algorithms {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using UnboundBuffer = ::gloo::transport::UnboundBuffer;
-
-// Slots follow gloo's own layout (prefix in the top byte, tag in bits 24-55,
-// a message number in the low 24 bits) with a prefix that neither gloo's
-// algorithms (0x01-0x08) nor tutti's point-to-point slots (top byte 0) use,
-// so concurrent operations on one context never match each other's messages.
-constexpr uint64_t kReduceScatterSlotPrefix = 0x0A;
-constexpr uint64_t kMessagesPerOperation = uint64_t{1} << 24;
-
-uint64_t slot_of(uint32_t tag, uint64_t message) {
-  return (kReduceScatterSlotPrefix << 56) | (uint64_t{tag} << 24) | message;
-}
 
 // A part larger than this travels in segments: combining one segment then
 // overlaps receiving the next, and each reduced segment leaves for the next
@@ -59,7 +45,7 @@ Segments split_part(size_t part_elements, size_t item_bytes, size_t steps) {
   s.part = part_elements;
   size_t count = std::max<size_t>(1, (part_elements * item_bytes) / kSegmentBytes);
   // Every (step, segment) message needs its own slot number.
-  count = std::min(count, static_cast<size_t>(kMessagesPerOperation / steps));
+  count = std::min(count, static_cast<size_t>(Transfers::kMaxMessages / steps));
   s.elements = (part_elements + count - 1) / count;
   s.count = (part_elements + s.elements - 1) / s.elements;
   return s;
@@ -79,7 +65,7 @@ class RingReduceScatter {
         op_(op),
         kind_(kernels::combine_kind(op)),
         segments_(split_part(part_elements, item_, steps_)),
-        deadline_(Clock::now() + ctx.timeout) {}
+        transfers_(ctx, SlotPrefix::kReduceScatter, "ring reduce-scatter", steps_) {}
 
   // output: part_elements; input: size * part_elements, left unchanged.
   void run(void* output, const void* input) {
@@ -192,56 +178,25 @@ class RingReduceScatter {
     std::vector<std::unique_ptr<UnboundBuffer>> buffers;
     buffers.reserve(segments_.count);
     for (size_t j = 0; j < segments_.count; ++j) {
-      buffers.push_back(ctx_.context->createUnboundBuffer(base + segments_.offset(j) * item_,
-                                                          segments_.length(j) * item_));
+      buffers.push_back(
+          transfers_.buffer(base + segments_.offset(j) * item_, segments_.length(j) * item_));
     }
     return buffers;
   }
 
   void post_recv(UnboundBuffer& buffer, size_t step, size_t segment) const {
-    guarded(step, /*receiving=*/true,
-            [&] { buffer.recv(left_, slot_of(ctx_.tag, message(step, segment))); });
+    transfers_.post_recv(buffer, left_, message(step, segment), step);
   }
 
   void post_send(UnboundBuffer& buffer, size_t step, size_t segment) const {
-    guarded(step, /*receiving=*/false,
-            [&] { buffer.send(right_, slot_of(ctx_.tag, message(step, segment))); });
+    transfers_.post_send(buffer, right_, message(step, segment), step);
   }
 
-  // Waits for one transfer on `buffer` until the operation's deadline (one
-  // deadline for the whole ring, not one per wait).
   void wait(UnboundBuffer& buffer, bool receiving, size_t step) const {
-    const auto remaining =
-        std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now()),
-                 std::chrono::milliseconds(0));
-    bool done = false;
-    guarded(step, receiving,
-            [&] { done = receiving ? buffer.waitRecv(remaining) : buffer.waitSend(remaining); });
-    if (!done) {
-      throw DistBackendError(
-          fmt::format("ring reduce-scatter step {} of {} was aborted", step + 1, steps_));
-    }
-  }
-
-  // Runs a gloo call; its errors become tutti's, naming the step and peer.
-  // gloo reports a timeout and a broken connection with the same exception
-  // type, so the deadline tells them apart.
-  template <class Fn>
-  void guarded(size_t step, bool receiving, Fn&& fn) const {
-    try {
-      fn();
-    } catch (const ::gloo::IoException& e) {
-      const std::string where =
-          fmt::format("ring reduce-scatter step {} of {}, {} rank {}", step + 1, steps_,
-                      receiving ? "receiving from" : "sending to", receiving ? left_ : right_);
-      if (Clock::now() >= deadline_) {
-        throw TimeoutError(
-            fmt::format("{}: no progress within the operation's timeout of {} ms; that rank may be "
-                        "stuck, slower, or not calling this collective ({})",
-                        where, ctx_.timeout.count(), e.what()));
-      }
-      throw DistNetworkError(fmt::format(
-          "{}: the connection broke; that rank may have exited or crashed ({})", where, e.what()));
+    if (receiving) {
+      transfers_.wait_recv(buffer, left_, step);
+    } else {
+      transfers_.wait_send(buffer, right_, step);
     }
   }
 
@@ -256,7 +211,7 @@ class RingReduceScatter {
   const ReduceOp op_;
   const ReduceOp::Kind kind_;
   const Segments segments_;
-  const Clock::time_point deadline_;
+  const Transfers transfers_;
 };
 
 }  // namespace

@@ -57,9 +57,13 @@ std::string short_name(const std::string& description) {
 AllreduceAlgorithm parse_algorithm(const std::string& name) {
   if (name == "auto") return AllreduceAlgorithm::AUTO;
   if (name == "ring") return AllreduceAlgorithm::RING;
-  if (name == "bcube") return AllreduceAlgorithm::BCUBE;
-  throw InvalidArgument(
-      fmt::format("unknown gloo allreduce algorithm '{}'; expected auto, ring or bcube", name));
+  if (name == "doubling") return AllreduceAlgorithm::DOUBLING;
+  if (name == "gloo-ring") return AllreduceAlgorithm::GLOO_RING;
+  if (name == "gloo-bcube" || name == "bcube") return AllreduceAlgorithm::GLOO_BCUBE;
+  throw InvalidArgument(fmt::format(
+      "unknown gloo allreduce algorithm '{}'; expected auto, ring, doubling, gloo-ring or "
+      "gloo-bcube",
+      name));
 }
 
 Options Options::from_env(std::chrono::milliseconds timeout) {

@@ -34,8 +34,11 @@
 
 namespace tutti::gloo_backend {
 
-enum class AllreduceAlgorithm { AUTO, RING, BCUBE };
-// "auto", "ring", "bcube"; throws InvalidArgument otherwise.
+// AUTO: tutti's choice by size. RING and DOUBLING are tutti's own schedules
+// (allreduce_schedules.hpp); GLOO_RING and GLOO_BCUBE call gloo's allreduce.
+enum class AllreduceAlgorithm { AUTO, RING, DOUBLING, GLOO_RING, GLOO_BCUBE };
+// "auto", "ring", "doubling", "gloo-ring", "gloo-bcube" ("bcube" is kept as
+// gloo-bcube); throws InvalidArgument otherwise.
 AllreduceAlgorithm parse_algorithm(const std::string& name);
 
 struct Options {
@@ -47,7 +50,7 @@ struct Options {
   // Name the ranks gone after a failure (census.hpp); BackendConfig::roll_call.
   bool roll_call = true;
 
-  // Reads TUTTI_GLOO_THREADS and TUTTI_GLOO_ALLREDUCE (auto|ring|bcube).
+  // Reads TUTTI_GLOO_THREADS and TUTTI_GLOO_ALLREDUCE (parse_algorithm).
   static Options from_env(std::chrono::milliseconds timeout);
 };
 
