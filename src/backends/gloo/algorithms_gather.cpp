@@ -1,7 +1,6 @@
 // allgather (+ into_tensor, coalesced), gather, scatter, alltoall (+ base)
 // and barrier on gloo. Lists of tensors are packed into one contiguous buffer
 // so each operation is a single gloo call.
-#include <gloo/allgather.h>
 #include <gloo/alltoall.h>
 #include <gloo/alltoallv.h>
 #include <gloo/barrier.h>
@@ -12,26 +11,20 @@
 
 #include "backends/gloo/algorithms.hpp"
 #include "backends/gloo/algorithms_common.hpp"
+#include "backends/gloo/schedules.hpp"
 #include "core/pack.hpp"
 
 namespace tutti::gloo_backend::algorithms {
 namespace {
 
-// gloo allgather of `bytes` bytes per rank from `in` into `out`.
+// Allgather of `bytes` bytes per rank from `in` into `out`.
 void allgather_bytes(const OpContext& ctx, const void* in, void* out, size_t bytes) {
   if (bytes == 0) return;
   if (ctx.size() == 1) {
     std::memmove(out, in, bytes);
     return;
   }
-  auto opts_holder = std::make_shared<::gloo::AllgatherOptions>(ctx.context);
-  auto& opts = *opts_holder;
-  opts.setTag(ctx.tag);
-  opts.setTimeout(ctx.timeout);
-  opts.setInput(static_cast<uint8_t*>(const_cast<void*>(in)), bytes);
-  opts.setOutput(static_cast<uint8_t*>(out), bytes * static_cast<size_t>(ctx.size()));
-  ::gloo::allgather(opts);
-  ctx.retire(std::move(opts_holder));
+  ring_allgather(ctx, in, out, bytes);
 }
 
 std::vector<int64_t> bytes_per_rank(const std::vector<int64_t>& splits, const Tensor& t, int size) {

@@ -7,7 +7,7 @@
 
 #include "backends/gloo/algorithms.hpp"
 #include "backends/gloo/algorithms_common.hpp"
-#include "backends/gloo/allreduce_schedules.hpp"
+#include "backends/gloo/schedules.hpp"
 
 namespace tutti::gloo_backend::algorithms {
 namespace {

@@ -35,7 +35,7 @@
 namespace tutti::gloo_backend {
 
 // AUTO: tutti's choice by size. RING and DOUBLING are tutti's own schedules
-// (allreduce_schedules.hpp); GLOO_RING and GLOO_BCUBE call gloo's allreduce.
+// (schedules.hpp); GLOO_RING and GLOO_BCUBE call gloo's allreduce.
 enum class AllreduceAlgorithm { AUTO, RING, DOUBLING, GLOO_RING, GLOO_BCUBE };
 // "auto", "ring", "doubling", "gloo-ring", "gloo-bcube" ("bcube" is kept as
 // gloo-bcube); throws InvalidArgument otherwise.

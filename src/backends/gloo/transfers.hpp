@@ -23,6 +23,7 @@ enum class SlotPrefix : uint64_t {
   kReduceScatter = 0x0A,
   kAllreduceRing = 0x0B,
   kAllreduceDoubling = 0x0C,
+  kAllgatherRing = 0x0D,
 };
 
 class Transfers {

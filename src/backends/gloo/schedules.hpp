@@ -1,0 +1,33 @@
+// The schedules tutti runs itself on gloo's transport (schedules.cpp), in
+// place of gloo's own allreduce and allgather: their scratch comes from
+// tutti's tensor storage (gloo's new[] scratch spread the malloc arenas;
+// docs/soak-and-netns.md), the caller's input is sent without a copy first,
+// and every rank ends with the same bits.
+#pragma once
+
+#include <cstddef>
+
+#include "backends/gloo/backend.hpp"
+#include "tutti/reduce_op.hpp"
+#include "tutti/tensor.hpp"
+
+namespace tutti::gloo_backend::algorithms {
+
+// Each reduces `count` (> 0) elements of `dtype` at `data` over the group in
+// place, with the combining kind of the op (PREMUL_SUM's scaling and AVG's
+// division are the caller's steps before and after).
+//
+// log2(p) exchanges of the whole buffer: the fewest rounds, for latency.
+void doubling_allreduce(const OpContext& ctx, void* data, size_t count, DType dtype,
+                        ReduceOp::Kind kind);
+// 2(p-1) steps of 1/p of the buffer, pipelined in segments: the least data
+// per rank, for bandwidth.
+void ring_allreduce(const OpContext& ctx, void* data, size_t count, DType dtype,
+                    ReduceOp::Kind kind);
+
+// `bytes` (> 0) from `input` of every rank r into output[r * bytes, ...):
+// p-1 steps around the ring, pipelined in segments. `input` may be this
+// rank's own block of `output`.
+void ring_allgather(const OpContext& ctx, const void* input, void* output, size_t bytes);
+
+}  // namespace tutti::gloo_backend::algorithms
