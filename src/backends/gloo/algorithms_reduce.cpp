@@ -14,10 +14,10 @@ namespace {
 
 // Up to this many bytes, recursive doubling's log2(p) exchanges of the whole
 // buffer beat the ring's 2(p-1) steps of 1/p of it; above, the ring's
-// bandwidth wins. Measured on gloo's own bcube and ring (docs/perf.md, "gloo
-// backend"): the whole-buffer algorithm was faster up to 1 MiB on 2, 3 and 4
-// ranks, the ring from 2 MiB on 2 and 4 ranks and from 4 MiB on 3.
-constexpr size_t kDoublingMaxBytes = size_t{1} << 20;
+// bandwidth wins. Measured (docs/perf.md, "gloo backend", session 5): on 3
+// and 4 ranks doubling took 0.5-0.8x the ring's time up to 512 KiB and
+// 1.4-1.5x at 1 MiB; on 2 ranks they were even around 1 MiB.
+constexpr size_t kDoublingMaxBytes = size_t{512} << 10;
 
 AllreduceAlgorithm choose(AllreduceAlgorithm requested, size_t bytes) {
   if (requested != AllreduceAlgorithm::AUTO) return requested;
