@@ -19,7 +19,10 @@ using Buffer = Transfers::Buffer;
 using Buffers = std::vector<std::unique_ptr<Buffer>>;
 
 // A ring segment: reducing one overlaps receiving the next, and each
-// segment moves on to the next rank as soon as it is in.
+// segment moves on to the next rank as soon as it is in. Each message costs
+// gloo a ready notice from the receiver and a wake-up, about 30 us here:
+// 64 KiB segments made a 4 MiB allreduce on 2 ranks 1.7x slower than 256
+// KiB ones, while 256 KiB to 4 MiB were even (docs/perf.md).
 constexpr size_t kRingSegmentBytes = 256 << 10;
 // Receive slots of scratch the ring reduce-scatter keeps posted ahead.
 constexpr size_t kRingWindow = 4;
@@ -48,14 +51,14 @@ int mod(int i, int p) { return ((i % p) + p) % p; }
 class RingParts {
  public:
   RingParts(const Transfers& transfers, void* base, size_t count, size_t item, int p,
-            size_t messages_per_segment)
+            size_t messages_per_segment, size_t segment_bytes)
       : transfers_(transfers),
         base_(static_cast<char*>(base)),
         item_(item),
         quotient_(count / static_cast<size_t>(p)),
         remainder_(count % static_cast<size_t>(p)) {
     const size_t longest = length(0);
-    size_t segments = std::max<size_t>(1, longest * item / kRingSegmentBytes);
+    size_t segments = std::max<size_t>(1, longest * item / segment_bytes);
     segments =
         std::min(segments, static_cast<size_t>(Transfers::kMaxMessages / messages_per_segment));
     seg_elements_ = (longest + segments - 1) / segments;
@@ -246,7 +249,7 @@ void ring_allreduce(const OpContext& ctx, void* data, size_t count, DType dtype,
   const int right = mod(r + 1, p);
   const size_t steps = static_cast<size_t>(p - 1);
   const Transfers transfers(ctx, SlotPrefix::kAllreduceRing, "ring allreduce", 2 * steps);
-  RingParts parts(transfers, data, count, item, p, 2 * steps);
+  RingParts parts(transfers, data, count, item, p, 2 * steps, kRingSegmentBytes);
   const size_t segments = parts.segments();
 
   // Reduce-scatter message m = s * segments + j is segment j of the part
@@ -306,7 +309,10 @@ void ring_allgather(const OpContext& ctx, const void* input, void* output, size_
   const int r = ctx.rank();
   const size_t steps = static_cast<size_t>(p - 1);
   const Transfers transfers(ctx, SlotPrefix::kAllgatherRing, "ring allgather", steps);
-  RingParts parts(transfers, output, bytes * static_cast<size_t>(p), 1, p, steps);
+  // Segments pay off only where a rank forwards what it receives: on 2
+  // ranks each part is one message.
+  const size_t segment_bytes = p == 2 ? bytes : kRingSegmentBytes;
+  RingParts parts(transfers, output, bytes * static_cast<size_t>(p), 1, p, steps, segment_bytes);
   char* own_block = static_cast<char*>(output) + static_cast<size_t>(r) * bytes;
   // This rank's block is sent straight from the input while it is copied
   // into place (gloo only reads a buffer it sends).
