@@ -19,11 +19,19 @@ using Buffer = Transfers::Buffer;
 using Buffers = std::vector<std::unique_ptr<Buffer>>;
 
 // A ring segment: reducing one overlaps receiving the next, and each
-// segment moves on to the next rank as soon as it is in. Each message costs
-// gloo a ready notice from the receiver and a wake-up, about 30 us here:
-// 64 KiB segments made a 4 MiB allreduce on 2 ranks 1.7x slower than 256
-// KiB ones, while 256 KiB to 4 MiB were even (docs/perf.md).
-constexpr size_t kRingSegmentBytes = 256 << 10;
+// segment moves on to the next rank as soon as it is in. But each message
+// costs gloo a ready notice from the receiver and a wake-up, about 30 us
+// here, so segments are few and large: two per part, from 256 KiB to 1 MiB
+// (gloo's own ring cuts the same way). Measured on 2 ranks (docs/perf.md):
+// 64 KiB segments made a 4 MiB allreduce 1.7x slower than 256 KiB ones, and
+// 1 MiB segments took 0.74-0.87x the time of 256 KiB ones from 16 to 64 MiB.
+constexpr size_t kRingMinSegmentBytes = 256 << 10;
+constexpr size_t kRingMaxSegmentBytes = 1 << 20;
+
+size_t ring_segment_bytes(size_t part_bytes) {
+  return std::clamp(part_bytes / 2, kRingMinSegmentBytes, kRingMaxSegmentBytes);
+}
+
 // Receive slots of scratch the ring reduce-scatter keeps posted ahead.
 constexpr size_t kRingWindow = 4;
 
@@ -249,7 +257,8 @@ void ring_allreduce(const OpContext& ctx, void* data, size_t count, DType dtype,
   const int right = mod(r + 1, p);
   const size_t steps = static_cast<size_t>(p - 1);
   const Transfers transfers(ctx, SlotPrefix::kAllreduceRing, "ring allreduce", 2 * steps);
-  RingParts parts(transfers, data, count, item, p, 2 * steps, kRingSegmentBytes);
+  const size_t part_bytes = (count + static_cast<size_t>(p) - 1) / static_cast<size_t>(p) * item;
+  RingParts parts(transfers, data, count, item, p, 2 * steps, ring_segment_bytes(part_bytes));
   const size_t segments = parts.segments();
 
   // Reduce-scatter message m = s * segments + j is segment j of the part
@@ -311,7 +320,7 @@ void ring_allgather(const OpContext& ctx, const void* input, void* output, size_
   const Transfers transfers(ctx, SlotPrefix::kAllgatherRing, "ring allgather", steps);
   // Segments pay off only where a rank forwards what it receives: on 2
   // ranks each part is one message.
-  const size_t segment_bytes = p == 2 ? bytes : kRingSegmentBytes;
+  const size_t segment_bytes = p == 2 ? bytes : ring_segment_bytes(bytes);
   RingParts parts(transfers, output, bytes * static_cast<size_t>(p), 1, p, steps, segment_bytes);
   char* own_block = static_cast<char*>(output) + static_cast<size_t>(r) * bytes;
   // This rank's block is sent straight from the input while it is copied
