@@ -24,7 +24,7 @@ using Buffers = std::vector<std::unique_ptr<Buffer>>;
 // here, so segments are few and large: two per part, from 256 KiB to 1 MiB
 // (gloo's own ring cuts the same way). Measured on 2 ranks (docs/perf.md):
 // 64 KiB segments made a 4 MiB allreduce 1.7x slower than 256 KiB ones, and
-// 1 MiB segments took 0.74-0.87x the time of 256 KiB ones from 16 to 64 MiB.
+// 1 MiB segments took 0.74-0.86x the time of 256 KiB ones from 16 to 64 MiB.
 constexpr size_t kRingMinSegmentBytes = 256 << 10;
 constexpr size_t kRingMaxSegmentBytes = 1 << 20;
 
