@@ -1,7 +1,8 @@
 // EngineWork: the Work a backend's engine completes from its own threads,
 // with the hooks an engine sets before it shares the work: what abort() and
-// a timed-out wait() should stop (cancel), and how a waiting thread may run
-// the operation itself (help).
+// a timed-out wait() should stop (cancel), how a waiting thread may run
+// the operation itself (help), and how a caller that does not wait gets it
+// started (expedite).
 #pragma once
 
 #include <chrono>
@@ -33,6 +34,9 @@ class EngineWork : public Work {
   void set_helper(std::function<void(std::chrono::milliseconds)> hook) {
     helper_ = std::move(hook);
   }
+  // `hook()` starts the operation soon on the engine's own thread (see
+  // Work::expedite).
+  void set_expediter(std::function<void()> hook) { expediter_ = std::move(hook); }
 
  protected:
   void cancel() override {
@@ -41,10 +45,14 @@ class EngineWork : public Work {
   void help_on_wait(std::chrono::milliseconds limit) override {
     if (helper_) helper_(limit);
   }
+  void expedite() override {
+    if (expediter_) expediter_();
+  }
 
  private:
   std::function<void()> cancel_hook_;                      // set before the work is shared
   std::function<void(std::chrono::milliseconds)> helper_;  // set before the work is shared
+  std::function<void()> expediter_;                        // set before the work is shared
 };
 
 }  // namespace tutti

@@ -135,6 +135,8 @@ Work::Work(OpType op, std::string description, std::vector<Tensor> outputs)
 Work::~Work() = default;
 
 bool Work::is_completed() {
+  if (done_.load(std::memory_order_acquire)) return true;
+  expedite();  // a caller that polls is not going to run it in wait()
   std::lock_guard<std::mutex> lock(mutex_);
   return completed_;
 }
@@ -200,18 +202,23 @@ void Work::abort() {
 
 std::shared_ptr<Future> Work::get_future() {
   std::shared_ptr<Future> future;
+  bool done = false;
   std::vector<Tensor> outputs;
   std::exception_ptr error;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (future_) return future_;
-    future_ = std::make_shared<Future>();
-    if (!completed_) return future_;
-    future = future_;
-    outputs = outputs_;
-    error = error_;
+    future = future_ = std::make_shared<Future>();
+    done = completed_;
+    if (done) {
+      outputs = outputs_;
+      error = error_;
+    }
   }
-  if (error) {
+  if (!done) {
+    // Chained callbacks, not a waiting thread, will take the result.
+    expedite();
+  } else if (error) {
     future->set_error(error);
   } else {
     future->mark_completed(std::move(outputs));

@@ -213,10 +213,15 @@ namespace {
 // more than a small collective, so a queued operation is left this long for
 // the thread that waits on it to run it (Work::wait) before a worker does.
 constexpr std::chrono::microseconds kInlineGrace{500};
-
-std::chrono::steady_clock::time_point ready_time(std::chrono::steady_clock::time_point enqueued) {
-  return enqueued + kInlineGrace;
-}
+// Once the program has waited on this many operations in a row, each before
+// its grace ran out, the grace grows to kSteadyGrace: the timer, left armed
+// when the queue empties, then fires (and wakes the workers for nothing) once
+// per 16 ms of such traffic rather than once per 500 µs (docs/perf.md,
+// "The grace timer"). The first operation a worker has to run, and any
+// operation polled (Work::is_completed) or chained (Work::get_future), brings
+// the grace back to kInlineGrace.
+constexpr uint32_t kSteadyStreak = 16;
+constexpr std::chrono::microseconds kSteadyGrace{16000};
 
 }  // namespace
 
@@ -242,13 +247,17 @@ std::shared_ptr<Work> GlooBackend::enqueue(OpType op, std::chrono::milliseconds 
       work->set_helper([weak, target](std::chrono::milliseconds limit) {
         if (auto self = weak.lock()) self->help(target, limit);
       });
+      work->set_expediter([weak, target] {
+        if (auto self = weak.lock()) self->expedite(target);
+      });
     }
     // A Work its caller drops still runs: the other ranks take part in it.
     const auto now = std::chrono::steady_clock::now();
+    const auto ready_at = now + (waited_streak_ >= kSteadyStreak ? kSteadyGrace : kInlineGrace);
     queue_.push_back(
-        {work, [ctx, job = std::move(job), raw = work.get()] { job(ctx, *raw); }, now});
+        {work, [ctx, job = std::move(job), raw = work.get()] { job(ctx, *raw); }, now, ready_at});
     // A new head starts its grace; a later operation's follows the head's.
-    if (queue_.size() == 1) grace_timer_.arm(ready_time(now));
+    if (queue_.size() == 1) fire_by(ready_at);
   }
   return work;
 }
@@ -300,11 +309,12 @@ void GlooBackend::help(const GlooWork* target, std::chrono::milliseconds limit) 
           return q.work->timeout() <= limit;
         });
         if (!bounded) {
-          grace_timer_.arm(std::chrono::steady_clock::now());
+          ready_now_through(it);
           return;
         }
       }
       next = pop_head();
+      if (next.work.get() == target && waited_streak_ < kSteadyStreak) ++waited_streak_;
     }
     const bool mine = next.work.get() == target;
     run(next);
@@ -312,32 +322,63 @@ void GlooBackend::help(const GlooWork* target, std::chrono::milliseconds limit) 
   }
 }
 
+void GlooBackend::expedite(const GlooWork* target) {
+  std::lock_guard<std::mutex> lock(queue_mutex_);
+  auto it = std::find_if(queue_.begin(), queue_.end(),
+                         [&](const Queued& q) { return q.work.get() == target; });
+  if (it != queue_.end()) ready_now_through(it);  // else running or done
+}
+
+void GlooBackend::ready_now_through(std::deque<Queued>::iterator last) {
+  const auto now = std::chrono::steady_clock::now();
+  for (auto q = queue_.begin(); q != std::next(last); ++q) q->ready_at = std::min(q->ready_at, now);
+  end_streak();
+}
+
+void GlooBackend::end_streak() {
+  waited_streak_ = 0;
+  for (auto& queued : queue_) {
+    queued.ready_at = std::min(queued.ready_at, queued.enqueued_at + kInlineGrace);
+  }
+  if (!queue_.empty()) fire_by(queue_.front().ready_at);
+}
+
 GlooBackend::Queued GlooBackend::pop_head() {
   Queued head = std::move(queue_.front());
   queue_.pop_front();
-  if (queue_.empty()) {
-    grace_timer_.disarm();
-  } else {
-    grace_timer_.arm(ready_time(queue_.front().enqueued_at));
-  }
+  // An emptied queue leaves the timer as it is: disarming it would cost a
+  // system call per operation, and its one late firing only wakes a worker
+  // to find nothing to do.
+  if (!queue_.empty()) fire_by(queue_.front().ready_at);
   return head;
+}
+
+void GlooBackend::fire_by(std::chrono::steady_clock::time_point when) {
+  if (timer_due_ <= when) return;  // fires in time; the woken worker re-arms
+  timer_due_ = when;
+  grace_timer_.arm(when);
 }
 
 void GlooBackend::worker_loop() {
   std::unique_lock<std::mutex> lock(queue_mutex_);
   while (!stopping_) {
-    if (!queue_.empty() &&
-        std::chrono::steady_clock::now() >= ready_time(queue_.front().enqueued_at)) {
+    if (!queue_.empty() && std::chrono::steady_clock::now() >= queue_.front().ready_at) {
       Queued next = pop_head();
+      // Nobody waited for this one in time.
+      if (waited_streak_ >= kSteadyStreak) end_streak();
+      waited_streak_ = 0;
       lock.unlock();
       run(next);
       next = {};
       lock.lock();
       continue;
     }
+    if (!queue_.empty()) fire_by(queue_.front().ready_at);
     lock.unlock();
     grace_timer_.wait();
     lock.lock();
+    // Past its time the timer has fired: it is no longer armed.
+    if (std::chrono::steady_clock::now() >= timer_due_) timer_due_ = kUnarmed;
   }
 }
 

@@ -199,6 +199,8 @@ class GlooBackend : public Backend, public std::enable_shared_from_this<GlooBack
     std::shared_ptr<GlooWork> work;
     std::function<void()> run;
     std::chrono::steady_clock::time_point enqueued_at;
+    // When a worker may run it: enqueued_at plus the grace.
+    std::chrono::steady_clock::time_point ready_at;
   };
   // Runs `queued` on this thread and completes its Work.
   void run(Queued& queued);
@@ -209,9 +211,21 @@ class GlooBackend : public Backend, public std::enable_shared_from_this<GlooBack
   // workers at once, without its grace: somebody is waiting for it.
   void help(const GlooWork* target, std::chrono::milliseconds limit);
 
-  // Removes the queue's head and sets the timer for the next one.
-  // REQUIRES: queue_mutex_ held, queue_ not empty.
+  // Makes `target`, if still queued, and the operations before it ready for
+  // the workers now: its caller polls or chains instead of waiting.
+  void expedite(const GlooWork* target);
+  // Makes the queue's operations up to and including `last` ready for the
+  // workers now, then end_streak(). REQUIRES: queue_mutex_ held.
+  void ready_now_through(std::deque<Queued>::iterator last);
+  // Back to the short grace (kInlineGrace), for the queued operations too.
+  // REQUIRES: queue_mutex_ held.
+  void end_streak();
+  // Removes the queue's head and makes sure the timer fires by the next
+  // one's time. REQUIRES: queue_mutex_ held, queue_ not empty.
   Queued pop_head();
+  // Makes sure the grace timer fires no later than `when`: arms it unless it
+  // is already due by then. REQUIRES: queue_mutex_ held.
+  void fire_by(std::chrono::steady_clock::time_point when);
 
   std::mutex queue_mutex_;
   std::deque<Queued> queue_;    // GUARDED_BY(queue_mutex_)
@@ -220,9 +234,15 @@ class GlooBackend : public Backend, public std::enable_shared_from_this<GlooBack
   // Set first thing by the destructor: failures from then on are its own
   // doing, not a peer's, so they take no roll call.
   std::atomic<bool> closing_{false};
-  // Armed for the head's grace while the queue is not empty (set under
-  // queue_mutex_); the workers sleep on it.
+  // Due no later than the head's grace while the queue is not empty; the
+  // workers sleep on it. It is left armed when the queue empties (a system
+  // call saved per operation), so it may fire with nothing to do.
   GraceTimer grace_timer_;
+  static constexpr auto kUnarmed = std::chrono::steady_clock::time_point::max();
+  // When the timer fires, or kUnarmed.
+  std::chrono::steady_clock::time_point timer_due_ = kUnarmed;  // GUARDED_BY(queue_mutex_)
+  // Operations in a row that the thread waiting on them ran itself.
+  uint32_t waited_streak_ = 0;  // GUARDED_BY(queue_mutex_)
   std::vector<std::thread> workers_;
   std::atomic<uint64_t> monitored_barriers_{0};
   // Posted sends and receives, failed and cancelled when the group goes away.

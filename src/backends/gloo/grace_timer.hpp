@@ -5,9 +5,10 @@
 // Waking a sleeping worker for every operation, only for it to find the
 // operation taken, cost two context switches per operation on each rank.
 // Instead the queue arms this timer (a timerfd: one system call, no
-// wake-up) when an operation becomes the head of the queue and disarms it
-// when the queue empties, and idle workers sleep on it: they wake only when
-// an operation really did wait its grace, or to stop.
+// wake-up) when an operation becomes the head of the queue, and idle workers
+// sleep on it: they wake when an operation may have waited its grace, or to
+// stop. The queue does not disarm it when it empties (see
+// GlooBackend::pop_head).
 #pragma once
 
 #include <chrono>
@@ -26,7 +27,6 @@ class GraceTimer {
 
   // Fires at `when` (steady clock), replacing any earlier setting.
   void arm(Clock::time_point when);
-  void disarm();
   // Wakes every wait(), now and from then on.
   void stop();
   // Blocks until the timer fires or stop() is called. May return early
