@@ -164,10 +164,9 @@ class Work {
   // (the operation's own deadline is no later), so a timed wait keeps its
   // promise.
   virtual void help_on_wait(std::chrono::milliseconds limit) { (void)limit; }
-  // Called by is_completed() and get_future() while the work is not done:
-  // the caller polls or chains rather than waits, so an engine that holds
-  // operations back for a waiting thread (help_on_wait) should start this
-  // one on a thread of its own now.
+  // Called by is_completed() while the work is not done: the caller polls
+  // rather than waits, so an engine that holds operations back for a waiting
+  // thread (help_on_wait) should start this one on a thread of its own now.
   virtual void expedite() {}
 
  private:

@@ -202,23 +202,18 @@ void Work::abort() {
 
 std::shared_ptr<Future> Work::get_future() {
   std::shared_ptr<Future> future;
-  bool done = false;
   std::vector<Tensor> outputs;
   std::exception_ptr error;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (future_) return future_;
-    future = future_ = std::make_shared<Future>();
-    done = completed_;
-    if (done) {
-      outputs = outputs_;
-      error = error_;
-    }
+    future_ = std::make_shared<Future>();
+    if (!completed_) return future_;
+    future = future_;
+    outputs = outputs_;
+    error = error_;
   }
-  if (!done) {
-    // Chained callbacks, not a waiting thread, will take the result.
-    expedite();
-  } else if (error) {
+  if (error) {
     future->set_error(error);
   } else {
     future->mark_completed(std::move(outputs));

@@ -314,6 +314,48 @@ TEST(GlooFaults, ATimedWaitShorterThanTheOperationKeepsItsLimit) {
   });
 }
 
+// A rank killed while a message moves between it and its peer: gloo does
+// not fail the transfer it is in the middle of (LinkWatch), so without the
+// watch the survivor waited for the whole 60 s timeout. On 2 ranks the
+// allgather sends each 64 MiB part as one message; the kill comes 10 ms in.
+TEST(GlooFaults, APeerKilledInTheMiddleOfAMessageIsANetworkErrorWithinSeconds) {
+  auto outcomes = run_ranks_collect(
+      2,
+      [](const RankContext& ctx) {
+        auto pg = make_gloo_group(ctx, 60s);
+        pg->barrier()->wait();
+        auto input = Tensor::zeros({int64_t{16} << 20}, DType::Float32);
+        auto output = Tensor::zeros({int64_t{32} << 20}, DType::Float32);
+        auto work = pg->allgather_into_tensor(output, input);
+        if (ctx.rank == 1) {
+          std::thread([] {
+            std::this_thread::sleep_for(10ms);
+            ::kill(::getpid(), SIGKILL);
+          }).detach();
+        }
+        const auto start = std::chrono::steady_clock::now();
+        try {
+          work->wait();
+          if (ctx.rank == 0) {
+            // The message may have made it before the kill: then the next
+            // operation meets the dead peer.
+            pg->allgather_into_tensor(output, input)->wait();
+            ADD_FAILURE() << "allgather went on without rank 1";
+          }
+        } catch (const DistNetworkError& e) {
+          EXPECT_NE(std::string(e.what()).find("allgather"), std::string::npos) << e.what();
+        } catch (const TimeoutError& e) {
+          ADD_FAILURE() << "a dead peer must not wait for the 60 s timeout: " << e.what();
+        }
+        EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+        if (ctx.rank == 1) std::this_thread::sleep_for(60s);  // killed before
+      },
+      {.deadline = 90s, .kill_on_first_failure = false, .echo_output = false});
+  ASSERT_EQ(outcomes.size(), 2u);
+  EXPECT_EQ(outcomes[1].kind, RankOutcome::Kind::Crashed) << describe(outcomes[1], 2);
+  EXPECT_EQ(outcomes[0].kind, RankOutcome::Kind::Passed) << describe(outcomes[0], 2);
+}
+
 TEST(GlooFaults, KilledPeerIsANetworkErrorWithinSeconds) {
   auto outcomes = run_ranks_collect(
       3,

@@ -13,6 +13,7 @@
 
 #include "backends/gloo/algorithms.hpp"
 #include "backends/gloo/device.hpp"
+#include "backends/gloo/link_watch.hpp"
 #include "backends/gloo/rendezvous.hpp"
 #include "backends/gloo/store_adapter.hpp"
 #include "backends/gloo/work.hpp"
@@ -161,6 +162,7 @@ GlooBackend::GlooBackend(std::shared_ptr<Store> store, int rank, int size, std::
     store_host = std::atoi(std::string(value.begin(), value.end()).c_str());
   }
   census_ = std::make_unique<Census>(store_, rank, size, describe_store(*store_), store_host);
+  link_watch_ = std::make_unique<LinkWatch>();
   for (int i = 0; i < options_.threads; ++i) workers_.emplace_back([this] { worker_loop(); });
   TUTTI_LOG(LogLevel::INFO, rank, group_name_, "gloo: connected {} device(s), {} thread(s)",
             contexts_.size(), workers_.size());
@@ -218,8 +220,8 @@ constexpr std::chrono::microseconds kInlineGrace{500};
 // when the queue empties, then fires (and wakes the workers for nothing) once
 // per 16 ms of such traffic rather than once per 500 µs (docs/perf.md,
 // "The grace timer"). The first operation a worker has to run, and any
-// operation polled (Work::is_completed) or chained (Work::get_future), brings
-// the grace back to kInlineGrace.
+// operation polled (Work::is_completed), brings the grace back to
+// kInlineGrace.
 constexpr uint32_t kSteadyStreak = 16;
 constexpr std::chrono::microseconds kSteadyGrace{16000};
 
@@ -239,6 +241,7 @@ std::shared_ptr<Work> GlooBackend::enqueue(OpType op, std::chrono::milliseconds 
     ctx.timeout = work->timeout();
     ctx.allreduce_algorithm = options_.allreduce_algorithm;
     ctx.retired = &retired_;
+    ctx.link_watch = link_watch_.get();
     // gloo enforces the timeout inside the call, so the waiting thread can
     // run it with the same guarantee as a worker.
     std::weak_ptr<GlooBackend> weak = weak_from_this();

@@ -92,13 +92,16 @@ class Retired {
   std::deque<std::vector<std::shared_ptr<void>>> batches_;  // GUARDED_BY(mutex_)
 };
 
+class LinkWatch;
+
 // What a running operation gets.
 struct OpContext {
   std::shared_ptr<::gloo::Context> context;
   uint32_t tag = 0;
   std::chrono::milliseconds timeout{0};
   AllreduceAlgorithm allreduce_algorithm = AllreduceAlgorithm::AUTO;
-  Retired* retired = nullptr;  // null: objects are destroyed at once
+  Retired* retired = nullptr;       // null: objects are destroyed at once
+  LinkWatch* link_watch = nullptr;  // null: transfer waits are not watched
   int rank() const { return context->rank; }
   int size() const { return context->size; }
   // Hands a finished operation's gloo objects over (see Retired).
@@ -193,6 +196,9 @@ class GlooBackend : public Backend, public std::enable_shared_from_this<GlooBack
   Options options_;
   std::vector<std::shared_ptr<::gloo::Context>> contexts_;
   Retired retired_;  // after contexts_: its objects go first
+  // After contexts_, which its thread reads; operations have ended before
+  // members go (the workers are joined, and a waiter holds the backend).
+  std::unique_ptr<LinkWatch> link_watch_;
   std::unique_ptr<Census> census_;
 
   struct Queued {

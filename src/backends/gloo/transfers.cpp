@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "backends/gloo/link_watch.hpp"
 #include "tutti/errors.hpp"
 
 namespace tutti::gloo_backend {
@@ -48,11 +49,24 @@ void Transfers::wait(Buffer& buffer, bool receiving, int peer, size_t step) cons
       std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now()),
                std::chrono::milliseconds(0));
   bool done = false;
-  guarded(receiving, peer, step,
-          [&] { done = receiving ? buffer.waitRecv(remaining) : buffer.waitSend(remaining); });
-  if (!done) {
-    throw DistBackendError(fmt::format("{} step {} of {} was aborted", what_, step + 1, steps_));
+  {
+    const LinkWatch::Wait watched(ctx_.link_watch, *ctx_.context, peer, buffer, receiving);
+    guarded(receiving, peer, step,
+            [&] { done = receiving ? buffer.waitRecv(remaining) : buffer.waitSend(remaining); });
   }
+  if (done) return;
+  if (ctx_.link_watch != nullptr && !LinkWatch::established(*ctx_.context, peer)) {
+    throw DistNetworkError(fmt::format(
+        "{}: the connection closed in the middle of a message; that rank may have exited or "
+        "crashed",
+        where(receiving, peer, step)));
+  }
+  throw DistBackendError(fmt::format("{} step {} of {} was aborted", what_, step + 1, steps_));
+}
+
+std::string Transfers::where(bool receiving, int peer, size_t step) const {
+  return fmt::format("{} step {} of {}, {} rank {}", what_, step + 1, steps_,
+                     receiving ? "receiving from" : "sending to", peer);
 }
 
 // gloo reports a timeout and a broken connection with the same exception
@@ -62,8 +76,7 @@ void Transfers::guarded(bool receiving, int peer, size_t step, Fn&& fn) const {
   try {
     fn();
   } catch (const ::gloo::IoException& e) {
-    const std::string where = fmt::format("{} step {} of {}, {} rank {}", what_, step + 1, steps_,
-                                          receiving ? "receiving from" : "sending to", peer);
+    const std::string where = this->where(receiving, peer, step);
     if (Clock::now() >= deadline_) {
       throw TimeoutError(
           fmt::format("{}: no progress within the operation's timeout of {} ms; that rank may be "

@@ -54,7 +54,8 @@ class Transfers {
                  size_t bytes = kWhole) const;
 
   // Waits for one transfer posted on `buffer` until the operation's deadline.
-  // Throws TimeoutError past it, DistNetworkError if the connection broke,
+  // Throws TimeoutError past it, DistNetworkError if the connection broke
+  // (also in the middle of this transfer's message: see LinkWatch),
   // DistBackendError if the wait was aborted.
   void wait_recv(Buffer& buffer, int peer, size_t step) const;
   void wait_send(Buffer& buffer, int peer, size_t step) const;
@@ -62,6 +63,8 @@ class Transfers {
  private:
   uint64_t slot(uint64_t message) const;
   void wait(Buffer& buffer, bool receiving, int peer, size_t step) const;
+  // "ring allreduce step 2 of 3, receiving from rank 1"
+  std::string where(bool receiving, int peer, size_t step) const;
   template <class Fn>
   void guarded(bool receiving, int peer, size_t step, Fn&& fn) const;
 
