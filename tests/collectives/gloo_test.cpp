@@ -356,6 +356,37 @@ TEST(GlooFaults, APeerKilledInTheMiddleOfAMessageIsANetworkErrorWithinSeconds) {
   EXPECT_EQ(outcomes[0].kind, RankOutcome::Kind::Passed) << describe(outcomes[0], 2);
 }
 
+// The same for a send: rank 1 dies 5 ms into a 256 MiB message to rank 0
+// (64 MiB could cross the loopback in under 10 ms).
+TEST(GlooFaults, ASenderKilledInTheMiddleOfAMessageIsANetworkErrorWithinSeconds) {
+  auto outcomes = run_ranks_collect(
+      2,
+      [](const RankContext& ctx) {
+        auto pg = make_gloo_group(ctx, 60s);
+        pg->barrier()->wait();
+        std::vector<Tensor> t = {Tensor::zeros({int64_t{64} << 20}, DType::Float32)};
+        if (ctx.rank == 1) {
+          auto work = pg->send(t, 0, 5);
+          std::this_thread::sleep_for(5ms);
+          ::kill(::getpid(), SIGKILL);
+        }
+        const auto start = std::chrono::steady_clock::now();
+        try {
+          pg->recv(t, 1, 5)->wait();
+          ADD_FAILURE() << "the whole message came before the kill (try a larger one)";
+        } catch (const DistNetworkError& e) {
+          EXPECT_NE(std::string(e.what()).find("recv"), std::string::npos) << e.what();
+        } catch (const TimeoutError& e) {
+          ADD_FAILURE() << "a dead peer must not wait for the 60 s timeout: " << e.what();
+        }
+        EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+      },
+      {.deadline = 90s, .kill_on_first_failure = false, .echo_output = false});
+  ASSERT_EQ(outcomes.size(), 2u);
+  EXPECT_EQ(outcomes[1].kind, RankOutcome::Kind::Crashed) << describe(outcomes[1], 2);
+  EXPECT_EQ(outcomes[0].kind, RankOutcome::Kind::Passed) << describe(outcomes[0], 2);
+}
+
 TEST(GlooFaults, KilledPeerIsANetworkErrorWithinSeconds) {
   auto outcomes = run_ranks_collect(
       3,

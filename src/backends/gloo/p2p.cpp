@@ -6,6 +6,7 @@
 #include <gloo/transport/unbound_buffer.h>
 
 #include "backends/gloo/backend.hpp"
+#include "backends/gloo/link_watch.hpp"
 #include "backends/gloo/work.hpp"
 #include "core/logging.hpp"
 
@@ -77,11 +78,23 @@ std::shared_ptr<Work> GlooBackend::post_p2p(OpType op, Tensor tensor, int peer, 
     });
     p2p_pending_.push_back(work);
   }
-  waiters_.run([this, work, buffer, sending, tensor] {
+  waiters_.run([this, work, buffer, sending, tensor, context, peer] {
     try {
       int source = -1;
-      const bool done = sending ? buffer->waitSend(&source, work->timeout())
-                                : buffer->waitRecv(&source, work->timeout());
+      bool done = false;
+      {
+        // A receive from any rank has no one connection to watch.
+        const LinkWatch::Wait watched(peer >= 0 ? link_watch_.get() : nullptr, *context, peer,
+                                      *buffer, !sending);
+        done = sending ? buffer->waitSend(&source, work->timeout())
+                       : buffer->waitRecv(&source, work->timeout());
+      }
+      if (!done && peer >= 0 && !LinkWatch::established(*context, peer)) {
+        throw DistNetworkError(fmt::format(
+            "the connection to rank {} closed in the middle of the message; that rank may have "
+            "exited or crashed",
+            peer));
+      }
       if (!done) {
         work->complete(std::make_exception_ptr(
             DistBackendError(fmt::format("{} was aborted", work->description()))));
