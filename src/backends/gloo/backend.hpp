@@ -218,7 +218,7 @@ class GlooBackend : public Backend, public std::enable_shared_from_this<GlooBack
   void help(const GlooWork* target, std::chrono::milliseconds limit);
 
   // Makes `target`, if still queued, and the operations before it ready for
-  // the workers now: its caller polls or chains instead of waiting.
+  // the workers now: its caller polls instead of waiting.
   void expedite(const GlooWork* target);
   // Makes the queue's operations up to and including `last` ready for the
   // workers now, then end_streak(). REQUIRES: queue_mutex_ held.

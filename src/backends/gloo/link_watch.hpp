@@ -44,6 +44,10 @@ class LinkWatch {
     Wait(LinkWatch* watch, ::gloo::Context& context, int peer,
          ::gloo::transport::UnboundBuffer& buffer, bool receiving);
     ~Wait();
+    // After the wait returned false (aborted): whether that was for a lost
+    // connection (the watch, or the connection already gone), rather than
+    // an abort of the caller's. False when not registered.
+    bool lost() const { return watch_ != nullptr && !established(context_, peer_); }
     Wait(const Wait&) = delete;
     Wait& operator=(const Wait&) = delete;
 

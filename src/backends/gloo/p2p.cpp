@@ -81,15 +81,12 @@ std::shared_ptr<Work> GlooBackend::post_p2p(OpType op, Tensor tensor, int peer, 
   waiters_.run([this, work, buffer, sending, tensor, context, peer] {
     try {
       int source = -1;
-      bool done = false;
-      {
-        // A receive from any rank has no one connection to watch.
-        const LinkWatch::Wait watched(peer >= 0 ? link_watch_.get() : nullptr, *context, peer,
-                                      *buffer, !sending);
-        done = sending ? buffer->waitSend(&source, work->timeout())
-                       : buffer->waitRecv(&source, work->timeout());
-      }
-      if (!done && peer >= 0 && !LinkWatch::established(*context, peer)) {
+      // A receive from any rank has no one connection to watch.
+      const LinkWatch::Wait watched(peer >= 0 ? link_watch_.get() : nullptr, *context, peer,
+                                    *buffer, !sending);
+      const bool done = sending ? buffer->waitSend(&source, work->timeout())
+                                : buffer->waitRecv(&source, work->timeout());
+      if (!done && watched.lost()) {
         throw DistNetworkError(fmt::format(
             "the connection to rank {} closed in the middle of the message; that rank may have "
             "exited or crashed",

@@ -49,13 +49,11 @@ void Transfers::wait(Buffer& buffer, bool receiving, int peer, size_t step) cons
       std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now()),
                std::chrono::milliseconds(0));
   bool done = false;
-  {
-    const LinkWatch::Wait watched(ctx_.link_watch, *ctx_.context, peer, buffer, receiving);
-    guarded(receiving, peer, step,
-            [&] { done = receiving ? buffer.waitRecv(remaining) : buffer.waitSend(remaining); });
-  }
+  const LinkWatch::Wait watched(ctx_.link_watch, *ctx_.context, peer, buffer, receiving);
+  guarded(receiving, peer, step,
+          [&] { done = receiving ? buffer.waitRecv(remaining) : buffer.waitSend(remaining); });
   if (done) return;
-  if (ctx_.link_watch != nullptr && !LinkWatch::established(*ctx_.context, peer)) {
+  if (watched.lost()) {
     throw DistNetworkError(fmt::format(
         "{}: the connection closed in the middle of a message; that rank may have exited or "
         "crashed",
