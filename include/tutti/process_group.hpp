@@ -106,7 +106,7 @@ class ProcessGroup : public std::enable_shared_from_this<ProcessGroup> {
   std::shared_ptr<ProcessGroup> new_group(const std::vector<int>& ranks);
 
   // "group 'default' rank 1/4": the context every message of this group names.
-  std::string describe() const;
+  const std::string& describe() const { return description_; }
 
  private:
   using BackendSlots = std::array<std::shared_ptr<Backend>, kNumDeviceTypes>;
@@ -125,6 +125,7 @@ class ProcessGroup : public std::enable_shared_from_this<ProcessGroup> {
   const int rank_;
   const int size_;
   const Options options_;
+  const std::string description_;  // describe(), formatted once
   std::atomic<uint64_t> sequence_{0};
   std::atomic<uint64_t> subgroups_created_{0};
   std::shared_ptr<trace::GroupTracer> tracer_;  // set in the constructor

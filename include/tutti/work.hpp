@@ -111,6 +111,11 @@ class Work {
   // `description` names the operation for messages, e.g.
   // "allreduce #17 on group 'default' (rank 1 of 4)".
   Work(OpType op, std::string description, std::vector<Tensor> outputs = {});
+  // The same, with the description "<op> #<sequence> on <where>" formatted
+  // only when something asks for it (an error, mostly): `where` is shared by
+  // the operations of one group, e.g. "group 'default' rank 1/4 (mpi)".
+  Work(OpType op, uint64_t sequence, std::shared_ptr<const std::string> where,
+       std::vector<Tensor> outputs = {});
   virtual ~Work();
   Work(const Work&) = delete;
   Work& operator=(const Work&) = delete;
@@ -121,7 +126,7 @@ class Work {
   int source_rank() const;               // recv_anysource: the sender; else -1
   std::vector<Tensor> result();          // the output tensors
   OpType op_type() const { return op_; }
-  const std::string& description() const { return description_; }
+  const std::string& description() const;
 
   // Blocks until done and rethrows the operation's error. With a timeout
   // (> 0), throws TimeoutError naming the operation when it passes, after
@@ -171,7 +176,10 @@ class Work {
 
  private:
   const OpType op_;
-  const std::string description_;
+  const uint64_t sequence_ = 0;                     // with where_: a lazy description
+  const std::shared_ptr<const std::string> where_;  // null: description_ given
+  mutable std::once_flag described_;
+  mutable std::string description_;    // set in the constructor or once, lazily
   std::chrono::microseconds spin_{0};  // set before the work is shared
   std::atomic<bool> done_{false};      // completed_, readable without the lock
 

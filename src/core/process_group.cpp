@@ -74,7 +74,11 @@ ProcessGroup::ProcessGroup(std::shared_ptr<Store> store, int rank, int size, Opt
 
 ProcessGroup::ProcessGroup(std::shared_ptr<Store> store, int rank, int size, Options options,
                            BackendSlots prebuilt)
-    : store_(std::move(store)), rank_(rank), size_(size), options_(std::move(options)) {
+    : store_(std::move(store)),
+      rank_(rank),
+      size_(size),
+      options_(std::move(options)),
+      description_(fmt::format("group '{}' rank {}/{}", options_.group_name, rank_, size_)) {
   if (size_ < 1) throw InvalidArgument(fmt::format("ProcessGroup: size {} < 1", size_));
   if (rank_ < 0 || rank_ >= size_) {
     throw InvalidArgument(
@@ -143,10 +147,6 @@ std::shared_ptr<Backend> ProcessGroup::get_backend(DeviceType type) const {
   return backends_[device_slot(type)];
 }
 
-std::string ProcessGroup::describe() const {
-  return fmt::format("group '{}' rank {}/{}", options_.group_name, rank_, size_);
-}
-
 Backend& ProcessGroup::route(OpType op, Device device) const {
   std::shared_ptr<Backend> backend = get_backend(device.type);
   if (!backend) {
@@ -193,7 +193,7 @@ Backend& ProcessGroup::route_tensorless(OpType op) const {
 
 std::shared_ptr<Work> ProcessGroup::broadcast(std::vector<Tensor>& tensors,
                                               const BroadcastOptions& opts) {
-  const std::string where = describe();
+  const std::string& where = describe();
   Validator check(OpType::BROADCAST, where);
   check.uniform_list(tensors, "tensors");
   check.rank_in_range(opts.root_rank, size_, "root_rank");
@@ -206,7 +206,7 @@ std::shared_ptr<Work> ProcessGroup::broadcast(std::vector<Tensor>& tensors,
 
 std::shared_ptr<Work> ProcessGroup::allreduce(std::vector<Tensor>& tensors,
                                               const AllreduceOptions& opts) {
-  const std::string where = describe();
+  const std::string& where = describe();
   Validator check(OpType::ALLREDUCE, where);
   check.uniform_list(tensors, "tensors");
   check.reduce_op(opts.reduce_op, tensors[0].dtype());
@@ -217,7 +217,7 @@ std::shared_ptr<Work> ProcessGroup::allreduce(std::vector<Tensor>& tensors,
 
 std::shared_ptr<Work> ProcessGroup::allreduce_sparse(std::vector<SparseTensor>& tensors,
                                                      const AllreduceOptions& opts) {
-  const std::string where = describe();
+  const std::string& where = describe();
   Validator check(OpType::ALLREDUCE_SPARSE, where);
   if (tensors.empty()) check.fail("requires a non-empty list of tensors");
   for (size_t i = 0; i < tensors.size(); ++i) {
@@ -243,7 +243,7 @@ std::shared_ptr<Work> ProcessGroup::allreduce_sparse(std::vector<SparseTensor>& 
 
 std::shared_ptr<Work> ProcessGroup::allreduce_coalesced(std::vector<Tensor>& tensors,
                                                         const AllreduceCoalescedOptions& opts) {
-  const std::string where = describe();
+  const std::string& where = describe();
   Validator check(OpType::ALLREDUCE_COALESCED, where);
   if (tensors.empty()) check.fail("requires a non-empty list of tensors");
   for (size_t i = 0; i < tensors.size(); ++i) {
@@ -258,7 +258,7 @@ std::shared_ptr<Work> ProcessGroup::allreduce_coalesced(std::vector<Tensor>& ten
 
 std::shared_ptr<Work> ProcessGroup::reduce(std::vector<Tensor>& tensors,
                                            const ReduceOptions& opts) {
-  const std::string where = describe();
+  const std::string& where = describe();
   Validator check(OpType::REDUCE, where);
   check.uniform_list(tensors, "tensors");
   check.rank_in_range(opts.root_rank, size_, "root_rank");
@@ -273,7 +273,7 @@ std::shared_ptr<Work> ProcessGroup::reduce(std::vector<Tensor>& tensors,
 std::shared_ptr<Work> ProcessGroup::allgather(std::vector<std::vector<Tensor>>& outputs,
                                               std::vector<Tensor>& inputs,
                                               const AllgatherOptions& opts) {
-  const std::string where = describe();
+  const std::string& where = describe();
   Validator check(OpType::ALLGATHER, where);
   check.uniform_list(inputs, "inputs");
   check.count(outputs.size(), inputs.size(), "output lists (one per input tensor)");
@@ -310,7 +310,7 @@ void check_gathered_pair(Validator& check, const Tensor& output, TensorName out_
 
 std::shared_ptr<Work> ProcessGroup::allgather_into_tensor(Tensor& output, Tensor& input,
                                                           const AllgatherOptions& opts) {
-  const std::string where = describe();
+  const std::string& where = describe();
   Validator check(OpType::ALLGATHER_INTO_TENSOR, where);
   check_gathered_pair(check, output, {"output"}, input, {"input"}, size_);
   Backend& backend = route(OpType::ALLGATHER_INTO_TENSOR, check.device());
@@ -321,7 +321,7 @@ std::shared_ptr<Work> ProcessGroup::allgather_into_tensor(Tensor& output, Tensor
 std::shared_ptr<Work> ProcessGroup::allgather_coalesced(
     std::vector<std::vector<Tensor>>& output_lists, std::vector<Tensor>& inputs,
     const AllgatherOptions& opts) {
-  const std::string where = describe();
+  const std::string& where = describe();
   Validator check(OpType::ALLGATHER_COALESCED, where);
   if (inputs.empty()) check.fail("requires a non-empty list of inputs");
   for (size_t j = 0; j < inputs.size(); ++j) {
@@ -345,7 +345,7 @@ std::shared_ptr<Work> ProcessGroup::allgather_coalesced(
 std::shared_ptr<Work> ProcessGroup::allgather_into_tensor_coalesced(std::vector<Tensor>& outputs,
                                                                     std::vector<Tensor>& inputs,
                                                                     const AllgatherOptions& opts) {
-  const std::string where = describe();
+  const std::string& where = describe();
   Validator check(OpType::ALLGATHER_INTO_TENSOR_COALESCED, where);
   if (inputs.empty()) check.fail("requires a non-empty list of inputs");
   check.count(outputs.size(), inputs.size(), "outputs (one per input)");
@@ -361,7 +361,7 @@ std::shared_ptr<Work> ProcessGroup::allgather_into_tensor_coalesced(std::vector<
 
 std::shared_ptr<Work> ProcessGroup::gather(std::vector<std::vector<Tensor>>& outputs,
                                            std::vector<Tensor>& inputs, const GatherOptions& opts) {
-  const std::string where = describe();
+  const std::string& where = describe();
   Validator check(OpType::GATHER, where);
   check.rank_in_range(opts.root_rank, size_, "root_rank");
   check.count(inputs.size(), 1, "input tensors");
@@ -388,7 +388,7 @@ std::shared_ptr<Work> ProcessGroup::gather(std::vector<std::vector<Tensor>>& out
 std::shared_ptr<Work> ProcessGroup::scatter(std::vector<Tensor>& outputs,
                                             std::vector<std::vector<Tensor>>& inputs,
                                             const ScatterOptions& opts) {
-  const std::string where = describe();
+  const std::string& where = describe();
   Validator check(OpType::SCATTER, where);
   check.rank_in_range(opts.root_rank, size_, "root_rank");
   check.count(outputs.size(), 1, "output tensors");
@@ -415,7 +415,7 @@ std::shared_ptr<Work> ProcessGroup::scatter(std::vector<Tensor>& outputs,
 std::shared_ptr<Work> ProcessGroup::reduce_scatter(std::vector<Tensor>& outputs,
                                                    std::vector<std::vector<Tensor>>& inputs,
                                                    const ReduceScatterOptions& opts) {
-  const std::string where = describe();
+  const std::string& where = describe();
   Validator check(OpType::REDUCE_SCATTER, where);
   check.uniform_list(outputs, "outputs");
   check.count(inputs.size(), outputs.size(), "input lists (one per output tensor)");
@@ -436,7 +436,7 @@ std::shared_ptr<Work> ProcessGroup::reduce_scatter(std::vector<Tensor>& outputs,
 
 std::shared_ptr<Work> ProcessGroup::reduce_scatter_tensor(Tensor& output, Tensor& input,
                                                           const ReduceScatterOptions& opts) {
-  const std::string where = describe();
+  const std::string& where = describe();
   Validator check(OpType::REDUCE_SCATTER_TENSOR, where);
   check_gathered_pair(check, input, {"input"}, output, {"output"}, size_);
   check.reduce_op(opts.reduce_op, output.dtype());
@@ -447,7 +447,7 @@ std::shared_ptr<Work> ProcessGroup::reduce_scatter_tensor(Tensor& output, Tensor
 
 std::shared_ptr<Work> ProcessGroup::reduce_scatter_tensor_coalesced(
     std::vector<Tensor>& outputs, std::vector<Tensor>& inputs, const ReduceScatterOptions& opts) {
-  const std::string where = describe();
+  const std::string& where = describe();
   Validator check(OpType::REDUCE_SCATTER_TENSOR_COALESCED, where);
   if (outputs.empty()) check.fail("requires a non-empty list of outputs");
   check.count(inputs.size(), outputs.size(), "inputs (one per output)");
@@ -499,7 +499,7 @@ std::shared_ptr<Work> ProcessGroup::alltoall_base(Tensor& output, Tensor& input,
                                                   std::vector<int64_t> output_split_sizes,
                                                   std::vector<int64_t> input_split_sizes,
                                                   const AllToAllOptions& opts) {
-  const std::string where = describe();
+  const std::string& where = describe();
   Validator check(OpType::ALLTOALL_BASE, where);
   check.tensor(input, {"input"});
   check.tensor(output, {"output"});
@@ -522,7 +522,7 @@ std::shared_ptr<Work> ProcessGroup::alltoall_base(Tensor& output, Tensor& input,
 std::shared_ptr<Work> ProcessGroup::alltoall(std::vector<Tensor>& outputs,
                                              std::vector<Tensor>& inputs,
                                              const AllToAllOptions& opts) {
-  const std::string where = describe();
+  const std::string& where = describe();
   Validator check(OpType::ALLTOALL, where);
   check.count(inputs.size(), static_cast<size_t>(size_), "input tensors (one per rank)");
   check.count(outputs.size(), static_cast<size_t>(size_), "output tensors (one per rank)");
@@ -557,7 +557,7 @@ void check_p2p(Validator& check, const std::vector<Tensor>& tensors, int tag) {
 }  // namespace
 
 std::shared_ptr<Work> ProcessGroup::send(std::vector<Tensor>& tensors, int dst_rank, int tag) {
-  const std::string where = describe();
+  const std::string& where = describe();
   Validator check(OpType::SEND, where);
   check_p2p(check, tensors, tag);
   check.rank_in_range(dst_rank, size_, "dst_rank");
@@ -572,7 +572,7 @@ std::shared_ptr<Work> ProcessGroup::send(std::vector<Tensor>& tensors, int dst_r
 }
 
 std::shared_ptr<Work> ProcessGroup::recv(std::vector<Tensor>& tensors, int src_rank, int tag) {
-  const std::string where = describe();
+  const std::string& where = describe();
   Validator check(OpType::RECV, where);
   check_p2p(check, tensors, tag);
   check.rank_in_range(src_rank, size_, "src_rank");
@@ -588,7 +588,7 @@ std::shared_ptr<Work> ProcessGroup::recv(std::vector<Tensor>& tensors, int src_r
 }
 
 std::shared_ptr<Work> ProcessGroup::recv_anysource(std::vector<Tensor>& tensors, int tag) {
-  const std::string where = describe();
+  const std::string& where = describe();
   Validator check(OpType::RECV_ANYSOURCE, where);
   check_p2p(check, tensors, tag);
   Backend& backend = route(OpType::RECV_ANYSOURCE, check.device());
@@ -615,7 +615,7 @@ void ProcessGroup::monitored_barrier(const BarrierOptions& opts, bool wait_all_r
 // ---------------------------------------------------------------- subgroups
 
 std::shared_ptr<ProcessGroup> ProcessGroup::new_group(const std::vector<int>& ranks) {
-  const std::string where = describe();
+  const std::string& where = describe();
   Validator check(OpType::UNKNOWN, where);
   if (ranks.empty()) check.fail("new_group: ranks must not be empty");
   std::set<int> seen;

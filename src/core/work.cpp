@@ -132,6 +132,19 @@ bool Future::complete(std::vector<Tensor> value, std::exception_ptr error) {
 Work::Work(OpType op, std::string description, std::vector<Tensor> outputs)
     : op_(op), description_(std::move(description)), outputs_(std::move(outputs)) {}
 
+Work::Work(OpType op, uint64_t sequence, std::shared_ptr<const std::string> where,
+           std::vector<Tensor> outputs)
+    : op_(op), sequence_(sequence), where_(std::move(where)), outputs_(std::move(outputs)) {}
+
+const std::string& Work::description() const {
+  if (where_) {
+    std::call_once(described_, [this] {
+      description_ = fmt::format("{} #{} on {}", to_string(op_), sequence_, *where_);
+    });
+  }
+  return description_;
+}
+
 Work::~Work() = default;
 
 bool Work::is_completed() {
@@ -179,7 +192,7 @@ bool Work::wait(std::chrono::milliseconds timeout) {
       // completion) cannot win over the timeout the caller is owed.
       if (finish(std::make_exception_ptr(TimeoutError(
               fmt::format("{} timed out after {} ms in Work::wait; the operation was aborted",
-                          description_, timeout.count()))))) {
+                          description(), timeout.count()))))) {
         cancel();
       }
       lock.lock();
@@ -195,7 +208,7 @@ bool Work::wait(std::chrono::milliseconds timeout) {
 
 void Work::abort() {
   if (finish(std::make_exception_ptr(
-          DistBackendError(fmt::format("{} was aborted by Work::abort()", description_))))) {
+          DistBackendError(fmt::format("{} was aborted by Work::abort()", description()))))) {
     cancel();
   }
 }

@@ -112,6 +112,8 @@ GlooBackend::GlooBackend(std::shared_ptr<Store> store, int rank, int size, std::
     : Backend(rank, size),
       store_(std::move(store)),
       group_name_(std::move(group_name)),
+      where_(std::make_shared<const std::string>(
+          fmt::format("group '{}' rank {}/{} (gloo)", group_name_, rank, size))),
       options_(std::move(options)) {
   ignore_sigpipe_once(rank, group_name_);
   if (options_.devices.empty()) options_.devices = default_devices();
@@ -204,11 +206,6 @@ GlooBackend::~GlooBackend() {
 
 bool GlooBackend::supports(OpType op) const { return op != OpType::UNKNOWN; }
 
-std::string GlooBackend::describe_op(OpType op, uint64_t sequence) const {
-  return fmt::format("{} #{} on group '{}' rank {}/{} (gloo)", to_string(op), sequence, group_name_,
-                     rank(), size());
-}
-
 namespace {
 
 // Handing an operation to a worker thread costs a wake-up on each side,
@@ -233,8 +230,7 @@ std::shared_ptr<Work> GlooBackend::enqueue(OpType op, std::chrono::milliseconds 
   {
     std::lock_guard<std::mutex> lock(queue_mutex_);
     const uint64_t sequence = ++next_sequence_;
-    work = std::make_shared<GlooWork>(op, describe_op(op, sequence), std::move(outputs),
-                                      resolve(timeout));
+    work = std::make_shared<GlooWork>(op, sequence, where_, std::move(outputs), resolve(timeout));
     OpContext ctx;
     ctx.tag = static_cast<uint32_t>(sequence);
     ctx.context = contexts_[sequence % contexts_.size()];

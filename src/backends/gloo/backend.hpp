@@ -182,7 +182,6 @@ class GlooBackend : public Backend, public std::enable_shared_from_this<GlooBack
   std::chrono::milliseconds resolve(std::chrono::milliseconds timeout) const {
     return effective_timeout(timeout, options_.timeout);
   }
-  std::string describe_op(OpType op, uint64_t sequence) const;
   // Call from a catch block: the error in flight as a tutti error naming
   // `what`. A timeout or a lost peer (TimeoutError, DistNetworkError) also
   // takes the roll call (census.hpp) and adds its verdict; a lost peer
@@ -193,6 +192,8 @@ class GlooBackend : public Backend, public std::enable_shared_from_this<GlooBack
 
   const std::shared_ptr<Store> store_;
   const std::string group_name_;
+  // "group 'default' rank 1/4 (gloo)", shared by the works' descriptions.
+  const std::shared_ptr<const std::string> where_;
   Options options_;
   std::vector<std::shared_ptr<::gloo::Context>> contexts_;
   Retired retired_;  // after contexts_: its objects go first

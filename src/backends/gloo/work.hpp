@@ -15,6 +15,10 @@ class GlooWork : public EngineWork {
   GlooWork(OpType op, std::string description, std::vector<Tensor> outputs,
            std::chrono::milliseconds timeout)
       : EngineWork(op, std::move(description), std::move(outputs)), timeout_(timeout) {}
+  // With a description formatted only when asked for (see Work).
+  GlooWork(OpType op, uint64_t sequence, std::shared_ptr<const std::string> where,
+           std::vector<Tensor> outputs, std::chrono::milliseconds timeout)
+      : EngineWork(op, sequence, std::move(where), std::move(outputs)), timeout_(timeout) {}
 
   std::chrono::milliseconds timeout() const { return timeout_; }
 
