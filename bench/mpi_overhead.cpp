@@ -1,19 +1,28 @@
 // What tutti's MPI backend costs on top of MPI itself: the same allreduce
-// and allgather sizes through ProcessGroup (issue, then Work::wait) and
-// through direct MPI calls (an OSU-style loop), in one mpirun, in
-// alternating rounds so both sides see the same machine.
+// and allgather sizes through ProcessGroup (issue, then Work::wait) in each
+// of the backend's two modes, and through direct MPI calls (an OSU-style
+// loop), in one mpirun, in rotating rounds so all sides see the same
+// machine:
+//
+//   direct   MPI_Allreduce / MPI_Allgather on a communicator of its own
+//   tutti    the default mode (a worker runs blocking calls; catchable
+//            TimeoutError at the deadline)
+//   inline   TUTTI_MPI_INLINE=1 (the waiting thread runs them; the job
+//            ends at a deadline), a group made with new_group
 //
 //   mpirun -n 2 build/release/bench/mpi_overhead [--rounds 15] [--json FILE]
 //
 // Per round and side: the mean time per call over `iters` calls, the
-// slowest rank's. Reported: the median over rounds of each side, the
-// difference (µs per call) and the ratio.
+// slowest rank's. Reported per side: the median over rounds, the
+// difference to direct (µs per call), and the median of the per-round
+// ratios to direct (paired: each round's sides ran back to back).
 #include <mpi.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -47,7 +56,8 @@ double timed(MPI_Comm comm, int iters, Body body) {
 struct Row {
   std::string op;
   size_t bytes;
-  double direct_us, tutti_us;
+  double direct_us, tutti_us, inline_us;
+  double tutti_ratio, inline_ratio;  // medians of per-round ratios to direct
 };
 
 }  // namespace
@@ -64,7 +74,15 @@ int main(int argc, char** argv) {
   app.add_option("--json", json_path, "also write the rows as JSON here");
   CLI11_PARSE(app, argc, argv);
 
+  // The world group in the default mode, a second group over the same ranks
+  // in inline mode (the backend reads TUTTI_MPI_INLINE as it makes a group).
+  unsetenv("TUTTI_MPI_INLINE");
   auto pg = tutti::init_process_group({.backend = "mpi"});
+  std::vector<int> everyone(static_cast<size_t>(pg->size()));
+  for (int r = 0; r < pg->size(); ++r) everyone[static_cast<size_t>(r)] = r;
+  setenv("TUTTI_MPI_INLINE", "1", 1);
+  auto inline_pg = pg->new_group(everyone);
+  unsetenv("TUTTI_MPI_INLINE");
   // The direct side gets a communicator of its own, as an application would.
   MPI_Comm comm;
   MPI_Comm_dup(MPI_COMM_WORLD, &comm);
@@ -91,50 +109,73 @@ int main(int argc, char** argv) {
                         static_cast<int>(count), MPI_FLOAT, comm);
         }
       };
-      auto through_tutti = [&] {
-        if (is_allreduce) {
-          pg->allreduce(list)->wait();
-        } else {
-          pg->allgather_into_tensor(out, in)->wait();
-        }
+      auto through = [&](tutti::ProcessGroup& group) {
+        return [&] {
+          if (is_allreduce) {
+            group.allreduce(list)->wait();
+          } else {
+            group.allgather_into_tensor(out, in)->wait();
+          }
+        };
       };
-      // Warm up both paths.
+      auto through_tutti = through(*pg);
+      auto through_inline = through(*inline_pg);
+      // Warm up every path.
       timed(comm, std::max(iters / 10, 2), direct);
       timed(comm, std::max(iters / 10, 2), through_tutti);
-      std::vector<double> d, t;
+      timed(comm, std::max(iters / 10, 2), through_inline);
+      std::vector<double> d, t, n, t_ratio, n_ratio;
       for (int r = 0; r < rounds; ++r) {
-        // Alternate which side goes first.
-        if (r % 2 == 0) {
-          d.push_back(timed(comm, iters, direct));
-          t.push_back(timed(comm, iters, through_tutti));
-        } else {
-          t.push_back(timed(comm, iters, through_tutti));
-          d.push_back(timed(comm, iters, direct));
+        // Rotate which side goes first.
+        double dr = 0, tr = 0, nr = 0;
+        for (int k = 0; k < 3; ++k) {
+          switch ((r + k) % 3) {
+            case 0:
+              dr = timed(comm, iters, direct);
+              break;
+            case 1:
+              tr = timed(comm, iters, through_tutti);
+              break;
+            default:
+              nr = timed(comm, iters, through_inline);
+              break;
+          }
         }
+        d.push_back(dr);
+        t.push_back(tr);
+        n.push_back(nr);
+        t_ratio.push_back(tr / dr);
+        n_ratio.push_back(nr / dr);
       }
-      rows.push_back({op, bytes, median(d), median(t)});
+      rows.push_back(
+          {op, bytes, median(d), median(t), median(n), median(t_ratio), median(n_ratio)});
     }
   }
   if (rank == 0) {
     std::printf(
-        "# tutti MPI backend vs direct MPI calls: %d ranks, %d rounds, median of per-round "
-        "means (slowest rank)\n",
+        "# tutti MPI backend vs direct MPI calls: %d ranks, %d rounds; medians of per-round "
+        "means (slowest rank), ratio = median of per-round ratios to direct\n",
         size, rounds);
-    std::printf("%-10s %10s %12s %12s %12s %8s\n", "op", "bytes", "direct(us)", "tutti(us)",
-                "diff(us)", "ratio");
+    std::printf("%-10s %9s %10s %10s %9s %7s %10s %9s %7s\n", "op", "bytes", "direct(us)",
+                "tutti(us)", "diff(us)", "ratio", "inline(us)", "diff(us)", "ratio");
     nlohmann::json json = nlohmann::json::array();
     for (const auto& r : rows) {
-      std::printf("%-10s %10zu %12.2f %12.2f %12.2f %8.3f\n", r.op.c_str(), r.bytes, r.direct_us,
-                  r.tutti_us, r.tutti_us - r.direct_us, r.tutti_us / r.direct_us);
+      std::printf("%-10s %9zu %10.2f %10.2f %9.2f %7.3f %10.2f %9.2f %7.3f\n", r.op.c_str(),
+                  r.bytes, r.direct_us, r.tutti_us, r.tutti_us - r.direct_us, r.tutti_ratio,
+                  r.inline_us, r.inline_us - r.direct_us, r.inline_ratio);
       json.push_back({{"op", r.op},
                       {"bytes", r.bytes},
                       {"ranks", size},
                       {"direct_us", r.direct_us},
-                      {"tutti_us", r.tutti_us}});
+                      {"tutti_us", r.tutti_us},
+                      {"inline_us", r.inline_us},
+                      {"tutti_ratio", r.tutti_ratio},
+                      {"inline_ratio", r.inline_ratio}});
     }
     if (!json_path.empty()) std::ofstream(json_path) << json.dump(2) << "\n";
   }
   MPI_Comm_free(&comm);
+  inline_pg.reset();
   pg.reset();
   return 0;
 }

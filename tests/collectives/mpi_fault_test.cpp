@@ -39,6 +39,9 @@ constexpr double kSlackSeconds = 2.0;
 // survivor's first failure also waits for the root-cause lookup in that
 // store (src/debug/root_cause.hpp), which gives up after at most 2 s.
 constexpr double kStoreHostSeconds = 2.0;
+// How long mpirun takes to end a job after an MPI_Abort (measured: up to
+// 1.0 s under --enable-recovery).
+constexpr double kTeardownSeconds = 2.0;
 
 std::vector<std::string> split_words(const std::string& text) {
   std::istringstream in(text);
@@ -60,6 +63,7 @@ struct Job {
   bool ended = false;                 // mpirun exited by itself
   int status = 0;                     // its wait status
   double seconds_after_victim = 0;    // from the victim's line to the job's end
+  double seconds_to_report = -1;      // from the victim's line to the first "mpi: TimeoutError"
 };
 
 // Runs mpirun with `args` (after the executable and the common flags). Once
@@ -108,6 +112,10 @@ Job run_job(const std::vector<std::string>& args, size_t survivors, bool victim_
         pending.erase(0, eol + 1);
         job.output += line + "\n";
         const auto words = split_words(line);
+        if (job.seconds_to_report < 0 && victim_seen != Clock::time_point{} &&
+            line.find("mpi: TimeoutError: ") != std::string::npos) {
+          job.seconds_to_report = std::chrono::duration<double>(Clock::now() - victim_seen).count();
+        }
         if (words.size() >= 3 && words[0] == "VICTIM") {
           job.victim_pid = std::stoi(words[2]);
           victim_seen = Clock::now();
@@ -221,5 +229,58 @@ TEST(MpiFaultDefaultMpirun, EndsTheJobAndNamesTheKilledRank) {
       "reported\n",
       job.seconds_after_victim, job.survivors.size());
 }
+
+// Inline mode (TUTTI_MPI_INLINE=1): the waiting thread itself is inside the
+// blocking MPI call, so a survivor cannot raise. At the deadline its
+// watchdog prints the TimeoutError, naming the faulty rank, and ends the
+// job with MPI_Abort: the job must end by itself, in time, saying why.
+class MpiInlineFault : public ::testing::TestWithParam<Case> {};
+
+TEST_P(MpiInlineFault, TheJobEndsAtTheDeadlineNamingTheRank) {
+  const Case& c = GetParam();
+  std::vector<std::string> args = {"-x", "TUTTI_MPI_INLINE=1"};
+  if (!c.stop) args.push_back("--enable-recovery");  // else mpirun ends it first
+  for (const std::string& a :
+       {std::string("-n"), std::string("3"), std::string(TUTTI_FAULT_WORKER), c.op,
+        std::to_string(c.elements), std::string(c.stop ? "stop" : "kill"), std::to_string(c.victim),
+        std::to_string(kTimeoutMs)}) {
+    args.push_back(a);
+  }
+  // victim_stops=false: the harness leaves a stopped victim to MPI_Abort.
+  const Job job = run_job(args, 0, false, 60s);
+  SCOPED_TRACE(job.output);
+  ASSERT_GT(job.victim_pid, 0) << "the victim never reached its fault";
+  ASSERT_TRUE(job.ended) << "the job did not end by itself";
+  // Under --enable-recovery Open MPI 4.1's mpirun exits 0 even after an
+  // MPI_Abort, so the status is checked only without it.
+  if (c.stop) {
+    EXPECT_FALSE(WIFEXITED(job.status) && WEXITSTATUS(job.status) == 0)
+        << "wait status " << job.status;
+  }
+  EXPECT_TRUE(job.survivors.empty()) << "a survivor returned from the collective";
+  // The report comes within the bound of a survivor's error in the default
+  // mode; mpirun then needs a moment to take the job down.
+  const double limit = kTimeoutMs / 1000.0 + kGraceSeconds + kSlackSeconds;
+  EXPECT_GE(job.seconds_to_report, 0.0) << "no rank reported the timeout";
+  EXPECT_LE(job.seconds_to_report, limit);
+  EXPECT_LE(job.seconds_after_victim, limit + kTeardownSeconds);
+  const std::string named = "rank " + std::to_string(c.victim) + " did not answer";
+  // The survivors' failed call: `op`, or the barrier after it (a survivor
+  // may finish a broadcast without the victim).
+  EXPECT_NE(job.output.find("mpi: TimeoutError: "), std::string::npos);
+  EXPECT_NE(job.output.find(named), std::string::npos);
+  EXPECT_NE(job.output.find("MPI_Abort"), std::string::npos);
+  std::printf(
+      "[fault] inline %s: TimeoutError reported %.3f s and the job ended %.3f s after "
+      "the victim's line\n",
+      case_name({c, 0}).c_str(), job.seconds_to_report, job.seconds_after_victim);
+}
+
+INSTANTIATE_TEST_SUITE_P(Ops, MpiInlineFault,
+                         ::testing::Values(Case{"allreduce", 4, true, 1},
+                                           Case{"allreduce", 65536, true, 2},
+                                           Case{"allgather", 65536, false, 1},
+                                           Case{"broadcast", 4, false, 2}),
+                         case_name);
 
 }  // namespace

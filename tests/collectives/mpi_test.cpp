@@ -7,8 +7,11 @@
 // input, a rank that skips a collective, a receive nobody sends to.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <string>
 #include <thread>
 
+#include "backends/mpi/backend.hpp"
 #include "collectives/reference.hpp"
 #include "collectives/suite.hpp"
 #include "tutti/errors.hpp"
@@ -46,6 +49,31 @@ TEST(MpiInit, RankAndSizeComeFromMpi) {
   world().barrier()->wait();
   EXPECT_EQ(world().store()->add("mpi_init_arrivals", 0), world().size());
   world().barrier()->wait();
+}
+
+// The suite runs in both modes (tests/CMakeLists.txt): the mode must be the
+// one the environment asks for, or the inline runs would test nothing new.
+TEST(MpiInit, InlineModeFollowsTheEnvironment) {
+  const char* env = std::getenv("TUTTI_MPI_INLINE");
+  // Used only when every rank asks for it (tests/CMakeLists.txt also runs
+  // a job where one rank does not).
+  std::vector<Tensor> asks = {Tensor::zeros({1}, DType::Int32)};
+  asks[0].data<int32_t>()[0] = env != nullptr && std::string(env) == "1" ? 1 : 0;
+  world().allreduce(asks, {.reduce_op = ReduceOp::MIN})->wait();
+  const bool wanted = asks[0].data<int32_t>()[0] == 1;
+  auto backend =
+      std::dynamic_pointer_cast<mpi_backend::MpiBackend>(world().get_backend(DeviceType::CPU));
+  ASSERT_NE(backend, nullptr);
+  EXPECT_EQ(backend->inline_mode(), wanted);
+  // Subgroups agree with their parent.
+  std::vector<int> all(static_cast<size_t>(world().size()));
+  for (int r = 0; r < world().size(); ++r) all[static_cast<size_t>(r)] = r;
+  auto sub = world().new_group(all);
+  ASSERT_NE(sub, nullptr);
+  auto sub_backend =
+      std::dynamic_pointer_cast<mpi_backend::MpiBackend>(sub->get_backend(DeviceType::CPU));
+  ASSERT_NE(sub_backend, nullptr);
+  EXPECT_EQ(sub_backend->inline_mode(), wanted);
 }
 
 TEST(MpiSuite, Broadcast) { check_broadcast(world()); }

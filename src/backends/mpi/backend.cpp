@@ -5,8 +5,10 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -40,6 +42,8 @@ constexpr std::chrono::microseconds kWaiterSpin{200};
 // An operation that can run on the waiting thread is left this long for its
 // waiter before the worker runs it.
 constexpr std::chrono::microseconds kInlineGrace{1000};
+// The exit code of a job that inline mode ends at a collective's deadline.
+constexpr int kInlineTimeoutExitCode = 124;  // as timeout(1)
 
 // The operation the current thread is running, for await_request().
 struct Running {
@@ -90,6 +94,12 @@ std::string broken_reason(const std::string& what, milliseconds timeout,
                      found.silent.size() > 1 ? "s" : "", fmt::join(found.silent, ", "));
 }
 
+// TUTTI_MPI_INLINE=1: see docs/mpi.md, "Inline mode".
+bool inline_mode_from_env() {
+  const char* value = std::getenv("TUTTI_MPI_INLINE");
+  return value != nullptr && std::string(value) == "1";
+}
+
 int finalized() {
   int done = 0;
   MPI_Finalized(&done);
@@ -103,11 +113,11 @@ struct MpiBackend::Core {
     std::shared_ptr<MpiWork> work;
     Job job;
     milliseconds timeout{0};
-    bool polls = false;  // may run on its waiter's thread (see enqueue)
+    bool polls = false;      // nonblocking, enforces its own deadline
+    bool on_waiter = false;  // may run on its waiter's thread (see enqueue)
     Clock::time_point enqueued_at;
     uint64_t sequence = 0;
     OpType op = OpType::UNKNOWN;
-    bool waiter_gave_up = false;  // its waiter could not run it: no grace
   };
   // A send or receive MPI is carrying out. Only the worker touches
   // `request` after it was posted.
@@ -134,6 +144,7 @@ struct MpiBackend::Core {
   Clock::time_point running_deadline;           // GUARDED_BY(mutex)
   milliseconds running_timeout{0};              // GUARDED_BY(mutex)
   bool running_polls = false;                   // GUARDED_BY(mutex): enforces its own deadline
+  bool running_on_waiter = false;               // GUARDED_BY(mutex): blocking, on a waiter
   uint64_t running_sequence = 0;                // GUARDED_BY(mutex): also the last one run
   OpType running_op = OpType::UNKNOWN;          // GUARDED_BY(mutex)
   Clock::time_point running_since;              // GUARDED_BY(mutex)
@@ -141,8 +152,11 @@ struct MpiBackend::Core {
   std::vector<std::shared_ptr<Posted>> posted;  // GUARDED_BY(mutex)
   // Collectives and point-to-point calls are numbered apart, so that a
   // collective has the same number on every rank whatever sends it saw.
-  uint64_t next_sequence = 0;         // GUARDED_BY(mutex)
-  uint64_t next_p2p = 0;              // GUARDED_BY(mutex)
+  uint64_t next_sequence = 0;  // GUARDED_BY(mutex)
+  uint64_t next_p2p = 0;       // GUARDED_BY(mutex)
+  // Entries up to this sequence number are the worker's at once: their
+  // waiter gave up on running them, or a caller wants them started.
+  uint64_t handed_through = 0;        // GUARDED_BY(mutex)
   std::optional<std::string> broken;  // GUARDED_BY(mutex)
   bool stopping = false;              // GUARDED_BY(mutex)
   bool worker_waiting = false;        // GUARDED_BY(mutex): in any wait
@@ -151,6 +165,10 @@ struct MpiBackend::Core {
   bool watchdog_stop = false;         // GUARDED_BY(mutex)
   std::thread worker;
   std::thread watchdog;
+  // TUTTI_MPI_INLINE: blocking collectives run on their waiter too (see
+  // docs/mpi.md, "Inline mode").
+  bool inline_mode = false;       // set before the threads start
+  MPI_Comm comm = MPI_COMM_NULL;  // the group's, for MPI_Abort
   // Answers the peers' status requests and asks them after a timeout.
   std::unique_ptr<Health> health;
 
@@ -180,9 +198,23 @@ struct MpiBackend::Core {
     failures.clear();
   }
 
-  // Runs `entry` (already taken off the queue) on this thread. REQUIRES:
-  // lock held and nothing running; returns with the lock held.
-  void run_locked(Entry& entry, std::unique_lock<std::mutex>& lock) {
+  // Whether the queue's head is left to its waiter for now. REQUIRES: lock
+  // held, queue not empty.
+  bool front_left_to_waiter() const {
+    const Entry& front = queue.front();
+    return front.on_waiter && front.sequence > handed_through && !stopping && !broken;
+  }
+
+  // Makes the entries up to `sequence` the worker's. REQUIRES: lock held.
+  void hand_over_locked(uint64_t sequence) {
+    handed_through = std::max(handed_through, sequence);
+    if (worker_waiting) worker_cv.notify_one();
+  }
+
+  // Runs `entry` (already taken off the queue) on this thread, the worker or
+  // (`on_waiter`) a thread waiting for it. REQUIRES: lock held and nothing
+  // running; returns with the lock held.
+  void run_locked(Entry& entry, std::unique_lock<std::mutex>& lock, bool on_waiter) {
     if (broken) {
       auto error = unusable_error(entry.work->description());
       lock.unlock();
@@ -193,11 +225,12 @@ struct MpiBackend::Core {
     }
     running = entry.work;
     running_timeout = entry.timeout;
-    running_deadline = Clock::now() + entry.timeout;
+    running_since = Clock::now();
+    running_deadline = running_since + entry.timeout;
     running_polls = entry.polls;
+    running_on_waiter = on_waiter && !entry.polls;
     running_sequence = entry.sequence;
     running_op = entry.op;
-    running_since = Clock::now();
     t_running = {running_deadline, entry.timeout};
     lock.unlock();
     entry.work->started();
@@ -250,19 +283,23 @@ struct MpiBackend::Core {
       auto it = std::find_if(queue.begin(), queue.end(),
                              [&](const Entry& e) { return e.work.get() == target; });
       if (it == queue.end()) return;  // already run, or running elsewhere
-      if (running || !queue.front().polls) {
+      if (running || !queue.front().on_waiter) {
         // Something ahead runs on the worker; it must not wait for us.
-        it->waiter_gave_up = true;
-        if (worker_waiting) worker_cv.notify_one();
+        hand_over_locked(it->sequence);
         return;
       }
       Entry entry = std::move(queue.front());
       queue.pop_front();
       queued.fetch_sub(1, std::memory_order_relaxed);
       const bool mine = entry.work.get() == target;
-      run_locked(entry, lock);
+      run_locked(entry, lock, /*on_waiter=*/true);
       if (mine) return;
     }
+  }
+
+  // Whether the worker has an entry to run now. REQUIRES: lock held.
+  bool worker_may_run() const {
+    return !queue.empty() && !running && (!inline_mode || !front_left_to_waiter());
   }
 
   void worker_loop() {
@@ -270,20 +307,22 @@ struct MpiBackend::Core {
     Clock::time_point last_progress = Clock::now();
     bool ran = false;  // the last thing this thread did was run an entry
     for (;;) {
-      if (!queue.empty() && !running) {
-        Entry& front = queue.front();
-        const auto ready = front.enqueued_at + kInlineGrace;
-        if (front.polls && !front.waiter_gave_up && !stopping && !broken && Clock::now() < ready) {
-          // Leave it to its waiter for a moment.
-          worker_waiting = true;
-          worker_cv.wait_until(lock, ready);
-          worker_waiting = false;
-          continue;
+      if (worker_may_run()) {
+        if (front_left_to_waiter()) {
+          // Leave it to its waiter for a moment (in inline mode, the
+          // watchdog hands it over instead: no timed wait per operation).
+          const auto ready = queue.front().enqueued_at + kInlineGrace;
+          if (Clock::now() < ready) {
+            worker_waiting = true;
+            worker_cv.wait_until(lock, ready);
+            worker_waiting = false;
+            continue;
+          }
         }
-        Entry entry = std::move(front);
+        Entry entry = std::move(queue.front());
         queue.pop_front();
         queued.fetch_sub(1, std::memory_order_relaxed);
-        run_locked(entry, lock);
+        run_locked(entry, lock, /*on_waiter=*/false);
         ran = true;
         continue;
       }
@@ -293,7 +332,7 @@ struct MpiBackend::Core {
         const bool busy = Clock::now() - last_progress < kBusyPoll;
         if (busy) std::this_thread::yield();
         lock.lock();
-        if (!busy && (queue.empty() || running)) {
+        if (!busy && !worker_may_run()) {
           worker_waiting = true;
           worker_cv.wait_for(lock, kPollInterval);
           worker_waiting = false;
@@ -313,7 +352,7 @@ struct MpiBackend::Core {
         continue;
       }
       // A send or receive posted during the spin is polled above.
-      if ((!queue.empty() && !running) || !posted.empty()) continue;
+      if (worker_may_run() || !posted.empty()) continue;
       worker_waiting = worker_idle = true;
       worker_cv.wait(lock);
       worker_waiting = worker_idle = false;
@@ -388,7 +427,30 @@ struct MpiBackend::Core {
         lock.lock();
       }
       const auto now = Clock::now();
-      if (running && !running_polls && !broken && now > running_deadline) {
+      if (inline_mode && !running) {
+        // Entries nobody waited on for a tick go to the worker.
+        for (const Entry& entry : queue) {
+          if (entry.enqueued_at + kWatchdogTick > now) break;
+          if (entry.sequence > handed_through) hand_over_locked(entry.sequence);
+        }
+      }
+      if (running && running_on_waiter && !broken && now > running_deadline) {
+        // The caller's own thread is inside a collective that will not end,
+        // and MPI cannot interrupt it: end the job, saying why.
+        const std::string what = running->description();
+        const milliseconds timeout = running_timeout;
+        broken = fmt::format("{} timed out after {} ms", what, timeout.count());
+        const RankStatus mine = status_locked();
+        lock.unlock();
+        const Health::Diagnosis found = health->diagnose(mine, {}, diagnosis_grace(timeout));
+        TUTTI_LOG(LogLevel::ERROR, -1, "",
+                  "mpi: TimeoutError: {}; inline mode (TUTTI_MPI_INLINE) cannot return it to "
+                  "the waiting thread, so the job ends (MPI_Abort)",
+                  collective_timeout(what, timeout, found));
+        MPI_Abort(comm, kInlineTimeoutExitCode);
+        std::_Exit(kInlineTimeoutExitCode);  // MPI_Abort does not return
+      }
+      if (running && !running_polls && !running_on_waiter && !broken && now > running_deadline) {
         const std::shared_ptr<MpiWork> late = running;
         const std::string what = late->description();
         const milliseconds timeout = running_timeout;
@@ -456,6 +518,8 @@ MpiBackend::MpiBackend(MPI_Comm comm, int rank, int size, std::string group_name
                        milliseconds timeout)
     : Backend(rank, size),
       group_name_(std::move(group_name)),
+      where_(std::make_shared<const std::string>(
+          fmt::format("group '{}' rank {}/{} (mpi)", group_name_, rank, size))),
       timeout_(timeout),
       comm_(comm),
       core_(std::make_shared<Core>()) {
@@ -468,8 +532,21 @@ MpiBackend::MpiBackend(MPI_Comm comm, int rank, int size, std::string group_name
     int* tag_ub = nullptr;
     MPI_Comm_get_attr(comm_, MPI_TAG_UB, static_cast<void*>(&tag_ub), &flag);
     if (flag && tag_ub != nullptr) tag_ub_ = *tag_ub;
+    // Inline mode changes which calls small operations make (blocking, not
+    // nonblocking), so it is used only when every rank asks for it.
+    const int asks[2] = {inline_mode_from_env() ? 1 : 0, inline_mode_from_env() ? 0 : 1};
+    int all[2] = {0, 0};  // {every rank asks, no rank asks} as MIN
+    check(MPI_Allreduce(asks, all, 2, MPI_INT, MPI_MIN, comm_), "MPI_Allreduce (TUTTI_MPI_INLINE)");
+    inline_mode_ = all[0] == 1;
+    if (!inline_mode_ && all[1] == 0 && rank == 0) {
+      TUTTI_LOG(LogLevel::WARNING, rank, group_name_,
+                "mpi: TUTTI_MPI_INLINE=1 is set on some ranks only; the group runs in the "
+                "default mode");
+    }
   }
   core_->health = std::make_unique<Health>(control_comm_, rank, size);
+  core_->comm = comm_;
+  core_->inline_mode = inline_mode_;
   auto core = core_;
   core_->worker = std::thread([core] { core->worker_loop(); });
   core_->watchdog = std::thread([core] { core->watchdog_loop(); });
@@ -588,11 +665,10 @@ std::shared_ptr<Work> MpiBackend::enqueue(OpType op, milliseconds timeout,
   std::unique_lock<std::mutex> lock(core.mutex);
   const uint64_t sequence = ++core.next_sequence;
   auto work =
-      std::make_shared<MpiWork>(op,
-                                fmt::format("{} #{} on group '{}' rank {}/{} (mpi)",
-                                            op == OpType::UNKNOWN ? "new_group" : to_string(op),
-                                            sequence, group_name_, rank(), size()),
-                                std::move(outputs));
+      op == OpType::UNKNOWN
+          ? std::make_shared<MpiWork>(op, fmt::format("new_group #{} on {}", sequence, *where_),
+                                      std::move(outputs))
+          : std::make_shared<MpiWork>(op, sequence, where_, std::move(outputs));
   work->set_spin(kWaiterSpin);
   if (core.broken) {
     auto error = core.unusable_error(work->description());
@@ -600,14 +676,24 @@ std::shared_ptr<Work> MpiBackend::enqueue(OpType op, milliseconds timeout,
     work->complete(error);
     return work;
   }
-  if (polls) {
+  const bool on_waiter = polls || core.inline_mode;
+  if (on_waiter) {
     std::weak_ptr<Core> weak_core = core_;
     const MpiWork* target = work.get();
-    // A timed wait is left alone: the queue ahead of `target` may hold
-    // blocking collectives, which cannot be bounded.
-    work->set_helper([weak_core, target](std::chrono::milliseconds limit) {
-      if (limit > kNoTimeout) return;
-      if (auto c = weak_core.lock()) c->help(target);
+    // A timed wait hands the operation to the worker: the queue ahead of
+    // `target` may hold blocking collectives, which cannot be bounded.
+    work->set_helper([weak_core, target, sequence](std::chrono::milliseconds limit) {
+      auto c = weak_core.lock();
+      if (!c) return;
+      if (limit <= kNoTimeout) return c->help(target);
+      std::lock_guard<std::mutex> hold(c->mutex);
+      c->hand_over_locked(sequence);
+    });
+    work->set_expediter([weak_core, sequence] {
+      if (auto c = weak_core.lock()) {
+        std::lock_guard<std::mutex> hold(c->mutex);
+        c->hand_over_locked(sequence);
+      }
     });
   }
   Core::Entry entry;
@@ -615,14 +701,16 @@ std::shared_ptr<Work> MpiBackend::enqueue(OpType op, milliseconds timeout,
   entry.job = std::move(job);
   entry.timeout = resolve(timeout);
   entry.polls = polls;
+  entry.on_waiter = on_waiter;
   entry.enqueued_at = Clock::now();
   entry.sequence = sequence;
   entry.op = op;
   core.queue.push_back(std::move(entry));
   core.queued.fetch_add(1, std::memory_order_release);
-  // An entry that polls is left to its waiter first: the worker needs waking
-  // only when it sleeps with nothing to time out on.
-  const bool wake = polls ? core.worker_idle : core.worker_waiting;
+  // An entry left to its waiter first needs the worker woken only when it
+  // sleeps with nothing to time out on; in inline mode the watchdog hands
+  // it over instead.
+  const bool wake = core.inline_mode ? false : (on_waiter ? core.worker_idle : core.worker_waiting);
   lock.unlock();
   if (wake) core.worker_cv.notify_one();
   return work;

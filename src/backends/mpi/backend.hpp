@@ -25,6 +25,12 @@
 
 namespace tutti::mpi_backend {
 
+// Up to this many bytes per rank, broadcast, allreduce and allgather use
+// MPI's nonblocking collectives and run on the waiting thread. Above it,
+// MPI's nonblocking algorithms are slower than the blocking ones (2-3x at
+// 64 KiB here), and the worker runs the blocking call.
+inline constexpr size_t kPollingMaxBytes = 2048;
+
 class MpiBackend : public Backend {
  public:
   // Takes ownership of `comm`, whose rank and size must be rank and size.
@@ -86,6 +92,8 @@ class MpiBackend : public Backend {
   void monitored_barrier(const BarrierOptions& opts, bool wait_all_ranks) override;
 
   MPI_Comm comm() const { return comm_; }
+  // Whether the group runs in inline mode (TUTTI_MPI_INLINE=1 on every rank).
+  bool inline_mode() const { return inline_mode_; }
 
  private:
   // Blocking MPI calls on the group's communicator, run by the worker.
@@ -96,7 +104,7 @@ class MpiBackend : public Backend {
   // await_request(), so it enforces its own deadline and may run on the
   // thread that waits for it (no hand-over to the worker). Whether a job
   // polls must be decided the same way on every rank (MPI does not match a
-  // nonblocking collective with a blocking one): by the message size.
+  // nonblocking collective with a blocking one): by polls_for().
   std::shared_ptr<Work> enqueue(OpType op, std::chrono::milliseconds timeout,
                                 std::vector<Tensor> outputs, Job job, bool polls = false);
   // One MPI_Allgather of the packed inputs; rank r's bytes are unpacked into
@@ -106,11 +114,17 @@ class MpiBackend : public Backend {
                                          std::vector<std::vector<Tensor>> by_rank);
   // Posts a send or recv (peer MPI_ANY_SOURCE for any) from this thread.
   std::shared_ptr<Work> post_p2p(OpType op, const Tensor& tensor, int peer, int tag);
+  // Whether a broadcast, allreduce or allgather of `bytes` per rank polls:
+  // up to kPollingMaxBytes, except in inline mode (every rank agrees on
+  // both).
+  bool polls_for(size_t bytes) const { return !inline_mode_ && bytes <= kPollingMaxBytes; }
   std::chrono::milliseconds resolve(std::chrono::milliseconds timeout) const {
     return effective_timeout(timeout, timeout_);
   }
 
   const std::string group_name_;
+  // "group 'default' rank 1/4 (mpi)", shared by the works' descriptions.
+  const std::shared_ptr<const std::string> where_;
   const std::chrono::milliseconds timeout_;
   const MPI_Comm comm_;
   // A duplicate of comm_ for tutti's own messages (monitored_barrier), so
@@ -118,17 +132,14 @@ class MpiBackend : public Backend {
   MPI_Comm control_comm_ = MPI_COMM_NULL;
   uint64_t monitored_barriers_ = 0;
   int tag_ub_ = 32767;  // MPI_TAG_UB of comm_ (the standard's minimum until read)
+  // TUTTI_MPI_INLINE on every rank of the group: blocking collectives run on
+  // the waiting thread (docs/mpi.md, "Inline mode"). Set in the constructor.
+  bool inline_mode_ = false;
   // The queue, the posted transfers and the threads, shared with the threads
   // so that a worker stuck in MPI past its deadline can be left behind.
   struct Core;
   std::shared_ptr<Core> core_;
 };
-
-// Up to this many bytes per rank, broadcast, allreduce and allgather use
-// MPI's nonblocking collectives and run on the waiting thread. Above it,
-// MPI's nonblocking algorithms are slower than the blocking ones (2-3x at
-// 64 KiB here), and the worker runs the blocking call.
-inline constexpr size_t kPollingMaxBytes = 2048;
 
 // Inside a job that polls: tests `request` until it completes; past the
 // operation's deadline throws TimeoutError (the group is then unusable) and

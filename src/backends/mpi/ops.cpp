@@ -90,11 +90,11 @@ void split_counts(const std::vector<int64_t>& splits, const Tensor& t, int size,
 }
 
 // One collective call: blocking, or (polls) nonblocking and completed by
-// await_request() within the operation's deadline. `buffers` are the
+// await_request() within the operation's deadline. `buffers()` gives the
 // tensors MPI reads and writes: past the deadline, the request stays with
-// MPI and they are kept alive with it.
-template <class Blocking, class Nonblocking>
-void call_collective(bool polls, const char* name, std::vector<Tensor> buffers, Blocking blocking,
+// MPI and they are kept alive with it (asked for only when polling).
+template <class Buffers, class Blocking, class Nonblocking>
+void call_collective(bool polls, const char* name, Buffers buffers, Blocking blocking,
                      Nonblocking nonblocking) {
   if (!polls) {
     CallLock call;
@@ -106,7 +106,7 @@ void call_collective(bool polls, const char* name, std::vector<Tensor> buffers, 
     CallLock call;
     check(nonblocking(&request), name);
   }
-  await_request(&request, name, std::move(buffers));
+  await_request(&request, name, buffers());
 }
 
 // This rank's block of the reduction of every rank's `input` into `output`
@@ -134,15 +134,16 @@ std::shared_ptr<Work> MpiBackend::broadcast(std::vector<Tensor>& tensors,
   const size_t source = rank() == root ? static_cast<size_t>(opts.root_tensor) : 0;
   const int n = elements(tensors[0], OpType::BROADCAST);
   const MPI_Comm comm = comm_;
-  const bool polls = tensors[0].nbytes() <= kPollingMaxBytes;
+  const bool polls = polls_for(tensors[0].nbytes());
   return enqueue(
       OpType::BROADCAST, opts.timeout, tensors,
-      [tensors, source, n, root, comm, polls] {
-        Tensor data = tensors[source];
+      [tensors, source, n, root, comm, polls]() mutable {
+        Tensor& data = tensors[source];
         void* buffer = data.data_ptr();
         const MPI_Datatype type = datatype(data.dtype());
         call_collective(
-            polls, "MPI_Bcast", {data}, [&] { return MPI_Bcast(buffer, n, type, root, comm); },
+            polls, "MPI_Bcast", [&] { return std::vector<Tensor>{data}; },
+            [&] { return MPI_Bcast(buffer, n, type, root, comm); },
             [&](MPI_Request* r) { return MPI_Ibcast(buffer, n, type, root, comm, r); });
         for (size_t i = 0; i < tensors.size(); ++i) {
           if (i != source) Tensor(tensors[i]).copy_(data);
@@ -157,17 +158,19 @@ std::shared_ptr<Work> MpiBackend::allreduce(std::vector<Tensor>& tensors,
   const int n = elements(tensors[0], OpType::ALLREDUCE);
   const int64_t contributions = static_cast<int64_t>(size()) * static_cast<int64_t>(tensors.size());
   const MPI_Comm comm = comm_;
-  const bool polls = tensors[0].nbytes() <= kPollingMaxBytes;
+  const bool polls = polls_for(tensors[0].nbytes());
   return enqueue(
       OpType::ALLREDUCE, opts.timeout, tensors,
-      [tensors, op, n, contributions, comm, polls] {
-        Tensor data = tensors.size() == 1 ? tensors[0] : combine_local(tensors, op);
+      [tensors, op, n, contributions, comm, polls]() mutable {
+        Tensor combined;
+        if (tensors.size() > 1) combined = combine_local(tensors, op);
+        Tensor& data = tensors.size() == 1 ? tensors[0] : combined;
         if (tensors.size() == 1) premultiply(data, op);
         void* buffer = data.data_ptr();
         const MPI_Datatype type = datatype(data.dtype());
         const MPI_Op mop = mpi_op(op, data.dtype());
         call_collective(
-            polls, "MPI_Allreduce", {data},
+            polls, "MPI_Allreduce", [&] { return std::vector<Tensor>{data}; },
             [&] { return MPI_Allreduce(MPI_IN_PLACE, buffer, n, type, mop, comm); },
             [&](MPI_Request* r) {
               return MPI_Iallreduce(MPI_IN_PLACE, buffer, n, type, mop, comm, r);
@@ -280,7 +283,7 @@ std::shared_ptr<Work> MpiBackend::allgather_into_tensor(Tensor& output, Tensor& 
   elements(output, OpType::ALLGATHER_INTO_TENSOR);
   const MPI_Comm comm = comm_;
   const size_t own_offset = static_cast<size_t>(rank()) * input.nbytes();
-  const bool polls = input.nbytes() <= kPollingMaxBytes;
+  const bool polls = polls_for(input.nbytes());
   return enqueue(
       OpType::ALLGATHER_INTO_TENSOR, opts.timeout, {output},
       [output, input, n, comm, own_offset, polls]() mutable {
@@ -297,7 +300,10 @@ std::shared_ptr<Work> MpiBackend::allgather_into_tensor(Tensor& output, Tensor& 
         }
         void* recv = output.data_ptr();
         call_collective(
-            polls, "MPI_Allgather", {input, output, copy},
+            polls, "MPI_Allgather",
+            [&] {
+              return std::vector<Tensor>{input, output, copy};
+            },
             [&] { return MPI_Allgather(send, n, type, recv, n, type, comm); },
             [&](MPI_Request* r) { return MPI_Iallgather(send, n, type, recv, n, type, comm, r); });
       },
@@ -503,14 +509,16 @@ std::shared_ptr<Work> MpiBackend::alltoall(std::vector<Tensor>& outputs,
 
 std::shared_ptr<Work> MpiBackend::barrier(const BarrierOptions& opts) {
   const MPI_Comm comm = comm_;
+  const bool polls = polls_for(0);
   return enqueue(
       OpType::BARRIER, opts.timeout, {},
-      [comm] {
+      [comm, polls] {
         call_collective(
-            true, "MPI_Barrier", {}, [&] { return MPI_Barrier(comm); },
+            polls, "MPI_Barrier", [] { return std::vector<Tensor>{}; },
+            [&] { return MPI_Barrier(comm); },
             [&](MPI_Request* r) { return MPI_Ibarrier(comm, r); });
       },
-      true);
+      polls);
 }
 
 }  // namespace tutti::mpi_backend
