@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <memory>
+#include <string>
 #include <thread>
+#include <vector>
 
 namespace tutti {
 namespace {
@@ -85,6 +88,37 @@ TEST(Work, TimedWaitThrowsTimeoutNamingTheOperationAndAborts) {
   EXPECT_TRUE(work.is_completed());
   EXPECT_FALSE(work.succeed());  // the engine finishing later changes nothing
   EXPECT_THROW(work.wait(), TimeoutError);
+}
+
+// A Work made with a shared `where` formats its description on first use;
+// threads asking at once all get the one string, and errors name it.
+class LazyWork : public Work {
+ public:
+  LazyWork(uint64_t sequence, std::shared_ptr<const std::string> where)
+      : Work(OpType::ALLGATHER, sequence, std::move(where)) {}
+};
+
+TEST(Work, LazyDescriptionIsFormattedOnceFromTheSharedWhere) {
+  auto where = std::make_shared<const std::string>("group 'g' rank 1/3 (mpi)");
+  LazyWork work(42, where);
+  LazyWork other(43, where);
+  std::vector<const std::string*> seen(4, nullptr);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < seen.size(); ++i) {
+    threads.emplace_back([&, i] { seen[i] = &work.description(); });
+  }
+  for (auto& t : threads) t.join();
+  for (const std::string* s : seen) EXPECT_EQ(s, seen[0]);
+  EXPECT_EQ(*seen[0], "allgather #42 on group 'g' rank 1/3 (mpi)");
+  EXPECT_EQ(other.description(), "allgather #43 on group 'g' rank 1/3 (mpi)");
+  try {
+    work.wait(10ms);
+    FAIL() << "expected TimeoutError";
+  } catch (const TimeoutError& e) {
+    EXPECT_NE(std::string(e.what()).find("allgather #42 on group 'g' rank 1/3 (mpi)"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Work, TimedWaitReturnsWhenCompletedInTime) {
