@@ -35,7 +35,9 @@ std::string proc_spelling(const sockaddr_storage& ss) {
 }
 
 // Whether `table` lists an established connection (state 01) whose local
-// address is `local`. A table that cannot be read says nothing: true.
+// address is `local`. Other lines may share the address: an earlier
+// connection in TIME_WAIT (06) on the same port, listed before ours. A
+// table that cannot be read says nothing: true.
 bool lists_established(const char* table, const std::string& local) {
   std::ifstream in(table);
   if (!in) return true;
@@ -45,7 +47,7 @@ bool lists_established(const char* table, const std::string& local) {
     std::istringstream fields(line);
     std::string slot, local_address, remote_address, state;
     fields >> slot >> local_address >> remote_address >> state;
-    if (local_address == local) return state == "01";
+    if (local_address == local && state == "01") return true;
   }
   return false;
 }
@@ -138,7 +140,14 @@ void LinkWatch::look(std::unique_lock<std::mutex>& lock) {
   for (Wait* wait = waits_; wait != nullptr; wait = wait->next_) {
     for (const Slow& s : slow) {
       if (s.wait != wait || s.id != wait->id_) continue;
-      if (std::find(lost.begin(), lost.end(), s.wait) == lost.end()) continue;
+      if (std::find(lost.begin(), lost.end(), s.wait) == lost.end()) {
+        wait->misses_ = 0;
+        continue;
+      }
+      // The table is read in pieces while other sockets come and go, so a
+      // line can be missed once: a connection counts as gone only when two
+      // looks in a row do not find it.
+      if (++wait->misses_ < kLooksToLose) continue;
       // Still registered, so its buffer is alive: the waiter removes the
       // registration (under mutex_) before the buffer can go.
       wait->aborted_ = true;

@@ -35,6 +35,8 @@ class LinkWatch {
   static constexpr std::chrono::milliseconds kQuietPeriod{1000};
   // How often the watch looks.
   static constexpr std::chrono::milliseconds kInterval{250};
+  // How many looks in a row must find a connection gone.
+  static constexpr int kLooksToLose = 2;
 
   // One wait of one transfer, registered for its lifetime (RAII). Lives on
   // the waiting thread's stack: registering allocates nothing.
@@ -61,6 +63,7 @@ class LinkWatch {
     const Clock::time_point since_;
     uint64_t id_ = 0;       // GUARDED_BY(watch_->mutex_): unique per registration
     bool aborted_ = false;  // GUARDED_BY(watch_->mutex_)
+    int misses_ = 0;        // GUARDED_BY(watch_->mutex_): looks in a row that found it gone
     Wait* prev_ = nullptr;  // GUARDED_BY(watch_->mutex_)
     Wait* next_ = nullptr;  // GUARDED_BY(watch_->mutex_)
   };
