@@ -1,8 +1,8 @@
 // Dense and sparse CPU tensors: the data every operation moves.
 //
 // A Tensor is a view (data pointer, sizes, strides, dtype, device) over a
-// storage that it shares with its copies: copying a Tensor is cheap and does
-// not copy elements. A Tensor made by empty()/zeros()/clone() owns its
+// storage that it shares with its copies: copying a Tensor is cheap (two
+// reference counts, no allocation) and does not copy elements. A Tensor made by empty()/zeros()/clone() owns its
 // storage; one made by from_blob() borrows memory the caller keeps alive.
 //
 // Thread safety: const methods may be called concurrently; writing elements
@@ -41,14 +41,14 @@ class Tensor {
   bool defined() const { return dtype_set_; }
   DType dtype() const { return dtype_; }
   Device device() const { return device_; }
-  const std::vector<int64_t>& sizes() const { return sizes_; }
-  const std::vector<int64_t>& strides() const { return strides_; }
-  int64_t dim() const { return static_cast<int64_t>(sizes_.size()); }
+  const std::vector<int64_t>& sizes() const { return shape().sizes; }
+  const std::vector<int64_t>& strides() const { return shape().strides; }
+  int64_t dim() const { return static_cast<int64_t>(shape().sizes.size()); }
   int64_t size(int64_t dim) const;
   int64_t numel() const { return numel_; }
   size_t element_size() const { return itemsize(dtype_); }
   size_t nbytes() const { return static_cast<size_t>(numel_) * itemsize(dtype_); }
-  bool is_contiguous() const;
+  bool is_contiguous() const { return shape().contiguous; }
 
   void* data_ptr() { return data_; }
   const void* data_ptr() const { return data_; }
@@ -86,10 +86,18 @@ class Tensor {
   Tensor(std::shared_ptr<void> storage, void* data, std::vector<int64_t> sizes,
          std::vector<int64_t> strides, DType dtype, Device device);
 
+  // Sizes and strides, never changed once made, shared by a tensor's copies.
+  struct Shape {
+    std::vector<int64_t> sizes;
+    std::vector<int64_t> strides;
+    bool contiguous = true;
+  };
+  static const Shape kNoShape;  // an undefined tensor's
+  const Shape& shape() const { return shape_ ? *shape_ : kNoShape; }
+
   std::shared_ptr<void> storage_;  // owns or keeps alive the memory
   void* data_ = nullptr;
-  std::vector<int64_t> sizes_;
-  std::vector<int64_t> strides_;
+  std::shared_ptr<const Shape> shape_;
   int64_t numel_ = 0;
   DType dtype_ = DType::Float32;
   bool dtype_set_ = false;

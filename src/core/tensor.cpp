@@ -95,17 +95,35 @@ bool dtype_matches(DType have, DType want) { return have == want; }
 
 }  // namespace detail
 
+const Tensor::Shape Tensor::kNoShape{};
+
+namespace {
+
+bool strides_are_contiguous(const std::vector<int64_t>& sizes,
+                            const std::vector<int64_t>& strides) {
+  int64_t expected = 1;
+  for (size_t i = sizes.size(); i-- > 0;) {
+    if (sizes[i] == 1) continue;  // any stride is fine for a size-1 dimension
+    if (sizes[i] == 0) return true;
+    if (strides[i] != expected) return false;
+    expected *= sizes[i];
+  }
+  return true;
+}
+
+}  // namespace
+
 Tensor::Tensor(std::shared_ptr<void> storage, void* data, std::vector<int64_t> sizes,
                std::vector<int64_t> strides, DType dtype, Device device)
     : storage_(std::move(storage)),
       data_(data),
-      sizes_(std::move(sizes)),
-      strides_(std::move(strides)),
-      numel_(checked_numel(sizes_)),
+      numel_(checked_numel(sizes)),
       dtype_(dtype),
       dtype_set_(true),
       device_(device) {
   (void)itemsize(dtype);  // rejects an out-of-range dtype code
+  const bool contiguous = strides_are_contiguous(sizes, strides);
+  shape_ = std::make_shared<const Shape>(Shape{std::move(sizes), std::move(strides), contiguous});
 }
 
 Tensor Tensor::empty(std::vector<int64_t> sizes, DType dtype, Device device) {
@@ -161,18 +179,7 @@ int64_t Tensor::size(int64_t dim) const {
     throw InvalidArgument(
         fmt::format("dimension {} out of range for a {}-d tensor", dim, this->dim()));
   }
-  return sizes_[static_cast<size_t>(dim)];
-}
-
-bool Tensor::is_contiguous() const {
-  int64_t expected = 1;
-  for (size_t i = sizes_.size(); i-- > 0;) {
-    if (sizes_[i] == 1) continue;  // any stride is fine for a size-1 dimension
-    if (sizes_[i] == 0) return true;
-    if (strides_[i] != expected) return false;
-    expected *= sizes_[i];
-  }
-  return true;
+  return sizes()[static_cast<size_t>(dim)];
 }
 
 Tensor Tensor::clone() const {
@@ -181,7 +188,7 @@ Tensor Tensor::clone() const {
     throw InvalidArgument(fmt::format(
         "clone: cannot copy a tensor on {}; tutti copies CPU memory only", to_string(device_)));
   }
-  Tensor copy = empty(sizes_, dtype_, device_);
+  Tensor copy = empty(sizes(), dtype_, device_);
   gather_to_contiguous(*this, copy.data_ptr());
   return copy;
 }
@@ -189,7 +196,7 @@ Tensor Tensor::clone() const {
 bool Tensor::equal(const Tensor& other) const {
   if (defined() != other.defined()) return false;
   if (!defined()) return true;
-  if (dtype_ != other.dtype_ || sizes_ != other.sizes_) return false;
+  if (dtype_ != other.dtype_ || sizes() != other.sizes()) return false;
   if (is_contiguous() && other.is_contiguous()) {
     return nbytes() == 0 || std::memcmp(data_, other.data_, nbytes()) == 0;
   }
@@ -205,11 +212,11 @@ Tensor Tensor::narrow(int64_t dim, int64_t start, int64_t length) const {
     throw InvalidArgument(fmt::format("narrow: [{}, {}) out of range for dimension {} of size {}",
                                       start, start + length, dim, extent));
   }
-  std::vector<int64_t> sizes = sizes_;
+  std::vector<int64_t> sizes = this->sizes();
   sizes[static_cast<size_t>(dim)] = length;
   auto* data = static_cast<char*>(data_) +
-               start * strides_[static_cast<size_t>(dim)] * static_cast<int64_t>(element_size());
-  return Tensor(storage_, data, std::move(sizes), strides_, dtype_, device_);
+               start * strides()[static_cast<size_t>(dim)] * static_cast<int64_t>(element_size());
+  return Tensor(storage_, data, std::move(sizes), strides(), dtype_, device_);
 }
 
 Tensor Tensor::view(std::vector<int64_t> sizes) const {
@@ -246,7 +253,7 @@ void Tensor::copy_(const Tensor& src) {
   const size_t item = element_size();
   const auto* in = static_cast<const char*>(staged.data_);
   auto* base = static_cast<char*>(data_);
-  for_each_offset(sizes_, strides_, [&](int64_t offset) {
+  for_each_offset(sizes(), strides(), [&](int64_t offset) {
     std::memcpy(base + offset * static_cast<int64_t>(item), in, item);
     in += item;
   });
