@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 
 #include "tutti/errors.hpp"
@@ -71,6 +72,16 @@ int64_t now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+int64_t coarse_now_us() {
+#ifdef CLOCK_REALTIME_COARSE
+  timespec now{};
+  if (clock_gettime(CLOCK_REALTIME_COARSE, &now) == 0) {
+    return static_cast<int64_t>(now.tv_sec) * 1000000 + now.tv_nsec / 1000;
+  }
+#endif
+  return now_us();
 }
 
 FlightRecorder::FlightRecorder(size_t capacity) : slots_(std::min(capacity, kMaxCapacity)) {}
@@ -137,22 +148,24 @@ FlightRecorder::Slot* FlightRecorder::find(uint64_t id) {
   return slot.id == id ? &slot : nullptr;
 }
 
+// Start and end times come from the coarse clock, which may read a little
+// behind the precise one the enqueue time came from: never before it.
 void FlightRecorder::started(uint64_t id) {
-  const int64_t now = now_us();
+  const int64_t now = coarse_now_us();
   std::lock_guard<std::mutex> lock(mutex_);
   Slot* slot = find(id);
   if (slot == nullptr || slot->state != EntryState::ENQUEUED) return;
   slot->state = EntryState::STARTED;
-  slot->started_us = now;
+  slot->started_us = std::max(now, slot->enqueued_us);
 }
 
 void FlightRecorder::completed(uint64_t id) {
-  const int64_t now = now_us();
+  const int64_t now = coarse_now_us();
   std::lock_guard<std::mutex> lock(mutex_);
   Slot* slot = find(id);
   if (slot == nullptr) return;
   slot->state = EntryState::COMPLETED;
-  slot->completed_us = now;
+  slot->completed_us = std::max({now, slot->started_us, slot->enqueued_us});
 }
 
 bool FlightRecorder::failed(uint64_t id, const std::string& error, OpSummary* summary) {

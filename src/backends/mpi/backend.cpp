@@ -201,32 +201,18 @@ std::shared_ptr<Work> MpiBackend::enqueue(OpType op, milliseconds timeout,
     return work;
   }
   const bool on_waiter = polls || core.inline_mode;
-  if (on_waiter) {
-    std::weak_ptr<Core> weak_core = core_;
-    const MpiWork* target = work.get();
-    // A timed wait hands the operation to the worker: the queue ahead of
-    // `target` may hold blocking collectives, which cannot be bounded.
-    work->set_helper([weak_core, target, sequence](std::chrono::milliseconds limit) {
-      auto c = weak_core.lock();
-      if (!c) return;
-      if (limit <= kNoTimeout) return c->help(target);
-      std::lock_guard<std::mutex> hold(c->mutex);
-      c->hand_over_locked(sequence);
-    });
-    work->set_expediter([weak_core, sequence] {
-      if (auto c = weak_core.lock()) {
-        std::lock_guard<std::mutex> hold(c->mutex);
-        c->hand_over_locked(sequence);
-      }
-    });
-  }
+  if (on_waiter) work->run_on_waiter(core_, sequence);
   Core::Entry entry;
   entry.work = work;
   entry.job = std::move(job);
   entry.timeout = resolve(timeout);
   entry.polls = polls;
   entry.on_waiter = on_waiter;
-  entry.enqueued_at = Clock::now();
+  if (core.inline_mode) {
+    entry.enqueued_tick = core.watchdog_ticks;
+  } else if (on_waiter) {
+    entry.enqueued_at = Clock::now();
+  }
   entry.sequence = sequence;
   entry.op = op;
   core.queue.push_back(std::move(entry));

@@ -138,6 +138,7 @@ class MpiBackend : public Backend {
   // The queue, the posted transfers and the threads, shared with the threads
   // so that a worker stuck in MPI past its deadline can be left behind.
   struct Core;
+  friend class MpiWork;  // hands its operation to the Core
   std::shared_ptr<Core> core_;
 };
 

@@ -165,6 +165,23 @@ void MpiBackend::Core::help(const MpiWork* target) {
   }
 }
 
+// A timed wait hands the operation to the worker: the queue ahead of it may
+// hold blocking collectives, which cannot be bounded.
+void MpiWork::help_on_wait(std::chrono::milliseconds limit) {
+  auto core = core_.lock();
+  if (!core) return;
+  if (limit <= kNoTimeout) return core->help(this);
+  std::lock_guard<std::mutex> hold(core->mutex);
+  core->hand_over_locked(queued_sequence_);
+}
+
+void MpiWork::expedite() {
+  if (auto core = core_.lock()) {
+    std::lock_guard<std::mutex> hold(core->mutex);
+    core->hand_over_locked(queued_sequence_);
+  }
+}
+
 void MpiBackend::Core::worker_loop() {
   std::unique_lock<std::mutex> lock(mutex);
   Clock::time_point last_progress = Clock::now();
@@ -289,10 +306,12 @@ void MpiBackend::Core::watchdog_loop() {
       lock.lock();
     }
     const auto now = Clock::now();
+    ++watchdog_ticks;
     if (inline_mode && !running) {
-      // Entries nobody waited on for a tick go to the worker.
+      // Entries nobody waited on for a whole tick (one to two) go to the
+      // worker.
       for (const Entry& entry : queue) {
-        if (entry.enqueued_at + kWatchdogTick > now) break;
+        if (entry.enqueued_tick + 2 > watchdog_ticks) break;
         if (entry.sequence > handed_through) hand_over_locked(entry.sequence);
       }
     }

@@ -41,7 +41,10 @@ struct MpiBackend::Core {
     milliseconds timeout{0};
     bool polls = false;      // nonblocking, enforces its own deadline
     bool on_waiter = false;  // may run on its waiter's thread (see enqueue)
+    // When it may run on its waiter: in the default mode the time (for its
+    // grace), in inline mode the watchdog's tick (a clock read fewer).
     Clock::time_point enqueued_at;
+    uint64_t enqueued_tick = 0;
     uint64_t sequence = 0;
     OpType op = OpType::UNKNOWN;
   };
@@ -83,6 +86,7 @@ struct MpiBackend::Core {
   // Entries up to this sequence number are the worker's at once: their
   // waiter gave up on running them, or a caller wants them started.
   uint64_t handed_through = 0;        // GUARDED_BY(mutex)
+  uint64_t watchdog_ticks = 0;        // GUARDED_BY(mutex)
   std::optional<std::string> broken;  // GUARDED_BY(mutex)
   bool stopping = false;              // GUARDED_BY(mutex)
   bool worker_waiting = false;        // GUARDED_BY(mutex): in any wait
