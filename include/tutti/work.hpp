@@ -186,7 +186,7 @@ class Work {
   mutable std::mutex mutex_;
   std::condition_variable done_cv_;
   bool completed_ = false;          // GUARDED_BY(mutex_)
-  std::exception_ptr error_;        // GUARDED_BY(mutex_)
+  std::exception_ptr error_;        // GUARDED_BY(mutex_); set before done_, then fixed
   std::vector<Tensor> outputs_;     // GUARDED_BY(mutex_)
   int source_rank_ = -1;            // GUARDED_BY(mutex_)
   std::shared_ptr<Future> future_;  // GUARDED_BY(mutex_)

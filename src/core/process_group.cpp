@@ -148,7 +148,13 @@ std::shared_ptr<Backend> ProcessGroup::get_backend(DeviceType type) const {
 }
 
 Backend& ProcessGroup::route(OpType op, Device device) const {
-  std::shared_ptr<Backend> backend = get_backend(device.type);
+  // The backend outlives the call: groups keep their backends until
+  // destroyed (no reference count traffic per call).
+  Backend* backend = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(backends_mutex_);
+    backend = backends_[device_slot(device.type)].get();
+  }
   if (!backend) {
     throw InvalidArgument(fmt::format("{} on {}: no backend serves {} tensors (backends: {})",
                                       to_string(op), describe(), to_string(device.type),
@@ -169,7 +175,6 @@ Backend& ProcessGroup::route(OpType op, Device device) const {
         others.empty() ? std::string()
                        : fmt::format("; backends that do: {}", fmt::join(others, ", "))));
   }
-  // The backend outlives the call: groups keep their backends until destroyed.
   return *backend;
 }
 

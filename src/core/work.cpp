@@ -183,6 +183,11 @@ bool Work::wait(std::chrono::milliseconds timeout) {
       std::this_thread::yield();
     }
   }
+  if (done_.load(std::memory_order_acquire)) {
+    // error_ was set before done_ and never changes after.
+    if (error_) std::rethrow_exception(error_);
+    return true;
+  }
   std::unique_lock<std::mutex> lock(mutex_);
   auto done = [this] { return completed_; };
   if (timeout > kNoTimeout) {
@@ -234,8 +239,10 @@ std::shared_ptr<Future> Work::get_future() {
   return future;
 }
 
+// The observer is set once and kept as long as the work, so a raw pointer
+// read under the lock stays good (no reference count traffic per call).
 bool Work::finish(std::exception_ptr error) {
-  std::shared_ptr<WorkObserver> observer;
+  WorkObserver* observer = nullptr;
   uint64_t token = 0;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -243,7 +250,7 @@ bool Work::finish(std::exception_ptr error) {
     finishing_ = true;
     if (observer_ && !observer_notified_) {
       observer_notified_ = true;
-      observer = observer_;
+      observer = observer_.get();
       token = observer_token_;
     }
   }
@@ -252,7 +259,7 @@ bool Work::finish(std::exception_ptr error) {
   if (observer) error = observer->on_finished(token, std::move(error), true);
   std::shared_ptr<Future> future;
   std::vector<Tensor> outputs;
-  std::shared_ptr<WorkObserver> late;  // attached while this call ran
+  WorkObserver* late = nullptr;  // attached while this call ran
   {
     std::lock_guard<std::mutex> lock(mutex_);
     completed_ = true;
@@ -261,7 +268,7 @@ bool Work::finish(std::exception_ptr error) {
     if (future) outputs = outputs_;
     if (observer_ && !observer_notified_) {
       observer_notified_ = true;
-      late = observer_;
+      late = observer_.get();
       token = observer_token_;
     }
   }
@@ -284,13 +291,13 @@ void Work::set_outputs(std::vector<Tensor> outputs) {
 }
 
 void Work::mark_started() {
-  std::shared_ptr<WorkObserver> observer;
+  WorkObserver* observer = nullptr;
   uint64_t token = 0;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (started_) return;
     started_ = true;
-    observer = observer_;
+    observer = observer_.get();
     token = observer_token_;
   }
   if (observer) observer->on_started(token);
