@@ -2,9 +2,9 @@
 //
 // A Tensor is a view (data pointer, sizes, strides, dtype, device) over a
 // storage that it shares with its copies: copying a Tensor is cheap (two
-// reference counts, no allocation) and does not copy elements. A Tensor made by
-// empty()/zeros()/clone() owns its storage; one made by from_blob() borrows memory the caller keeps
-// alive.
+// reference counts, no allocation) and does not copy elements. A Tensor
+// made by empty()/zeros()/clone() owns its storage; one made by from_blob()
+// borrows memory the caller keeps alive.
 //
 // Thread safety: const methods may be called concurrently; writing elements
 // from several threads is the caller's business, as with any buffer.
