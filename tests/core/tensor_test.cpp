@@ -157,12 +157,34 @@ TEST(Tensor, CopiesShareStorage) {
   EXPECT_FALSE(c.shares_storage(a));
 }
 
+// Copies share one shape object; a view made from either gets its own, and
+// neither copy's sizes or strides change.
+TEST(Tensor, CopiesKeepTheirShapeWhenAnotherIsReshaped) {
+  Tensor a = Tensor::zeros({2, 3}, DType::Float32);
+  Tensor b = a;
+  a = a.view({3, 2});
+  EXPECT_EQ(a.sizes(), (std::vector<int64_t>{3, 2}));
+  EXPECT_EQ(b.sizes(), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(b.strides(), (std::vector<int64_t>{3, 1}));
+  Tensor column = b.narrow(1, 1, 1);
+  EXPECT_FALSE(column.is_contiguous());
+  EXPECT_TRUE(b.is_contiguous());
+  Tensor copy_of_column = column;
+  EXPECT_EQ(copy_of_column.strides(), (std::vector<int64_t>{3, 1}));
+  EXPECT_FALSE(copy_of_column.is_contiguous());
+  EXPECT_EQ(copy_of_column.data_ptr(), column.data_ptr());
+}
+
 TEST(Tensor, UndefinedTensors) {
   Tensor t;
   EXPECT_FALSE(t.defined());
   EXPECT_TRUE(t.equal(Tensor()));
   EXPECT_FALSE(t.equal(Tensor::zeros({1}, DType::Float32)));
   EXPECT_FALSE(t.clone().defined());
+  EXPECT_TRUE(t.sizes().empty());
+  EXPECT_TRUE(t.strides().empty());
+  EXPECT_EQ(t.dim(), 0);
+  EXPECT_TRUE(t.is_contiguous());
 }
 
 }  // namespace

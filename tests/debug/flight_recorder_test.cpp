@@ -74,6 +74,10 @@ TEST(FlightRecorder, StatesAndTimesFollowTheOperation) {
   EXPECT_GT(a.enqueued_us, 0);
   EXPECT_GE(a.started_us, a.enqueued_us);
   EXPECT_GE(a.completed_us, a.started_us);
+  // Start and end come from the coarse clock: within a tick (at most 10 ms
+  // on Linux) of the precise one, and never before the enqueue time above.
+  EXPECT_LE(a.completed_us, now_us() + 10000);
+  EXPECT_GE(coarse_now_us(), now_us() - 10000);
   EXPECT_TRUE(a.error.empty());
   const Entry& b = dump.entries[1];
   EXPECT_EQ(b.state, EntryState::FAILED);
