@@ -1,8 +1,9 @@
 // EngineWork: the Work a backend's engine completes from its own threads,
-// with the hooks an engine sets before it shares the work: what abort() and
-// a timed-out wait() should stop (cancel), how a waiting thread may run
-// the operation itself (help), and how a caller that does not wait gets it
-// started (expedite).
+// with the hook an engine sets before it shares the work: what abort() and
+// a timed-out wait() should stop (cancel). An engine whose waiting thread
+// may run the operation itself overrides Work::help_on_wait and
+// Work::expedite in a subclass (GlooWork, MpiWork): no closure per
+// operation.
 #pragma once
 
 #include <chrono>
@@ -29,30 +30,14 @@ class EngineWork : public Work {
   void started() { mark_started(); }
   void set_spin(std::chrono::microseconds spin) { set_spin_before_sleep(spin); }
   void set_cancel(std::function<void()> hook) { cancel_hook_ = std::move(hook); }
-  // `hook(limit)` may run the operation on a waiting thread whose wait has
-  // `limit` (kNoTimeout: none); it must not if it could outlast the limit.
-  void set_helper(std::function<void(std::chrono::milliseconds)> hook) {
-    helper_ = std::move(hook);
-  }
-  // `hook()` starts the operation soon on the engine's own thread (see
-  // Work::expedite).
-  void set_expediter(std::function<void()> hook) { expediter_ = std::move(hook); }
 
  protected:
   void cancel() override {
     if (cancel_hook_) cancel_hook_();
   }
-  void help_on_wait(std::chrono::milliseconds limit) override {
-    if (helper_) helper_(limit);
-  }
-  void expedite() override {
-    if (expediter_) expediter_();
-  }
 
  private:
-  std::function<void()> cancel_hook_;                      // set before the work is shared
-  std::function<void(std::chrono::milliseconds)> helper_;  // set before the work is shared
-  std::function<void()> expediter_;                        // set before the work is shared
+  std::function<void()> cancel_hook_;  // set before the work is shared
 };
 
 }  // namespace tutti

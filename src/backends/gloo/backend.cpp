@@ -240,16 +240,7 @@ std::shared_ptr<Work> GlooBackend::enqueue(OpType op, std::chrono::milliseconds 
     ctx.link_watch = link_watch_.get();
     // gloo enforces the timeout inside the call, so the waiting thread can
     // run it with the same guarantee as a worker.
-    std::weak_ptr<GlooBackend> weak = weak_from_this();
-    if (!weak.expired()) {
-      const GlooWork* target = work.get();
-      work->set_helper([weak, target](std::chrono::milliseconds limit) {
-        if (auto self = weak.lock()) self->help(target, limit);
-      });
-      work->set_expediter([weak, target] {
-        if (auto self = weak.lock()) self->expedite(target);
-      });
-    }
+    work->run_on_waiter(weak_from_this());
     // A Work its caller drops still runs: the other ranks take part in it.
     const auto now = std::chrono::steady_clock::now();
     const auto ready_at = now + (waited_streak_ >= kSteadyStreak ? kSteadyGrace : kInlineGrace);
@@ -326,6 +317,14 @@ void GlooBackend::expedite(const GlooWork* target) {
   auto it = std::find_if(queue_.begin(), queue_.end(),
                          [&](const Queued& q) { return q.work.get() == target; });
   if (it != queue_.end()) ready_now_through(it);  // else running or done
+}
+
+void GlooWork::help_on_wait(std::chrono::milliseconds limit) {
+  if (auto backend = backend_.lock()) backend->help(this, limit);
+}
+
+void GlooWork::expedite() {
+  if (auto backend = backend_.lock()) backend->expedite(this);
 }
 
 void GlooBackend::ready_now_through(std::deque<Queued>::iterator last) {

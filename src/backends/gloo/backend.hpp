@@ -217,6 +217,7 @@ class GlooBackend : public Backend, public std::enable_shared_from_this<GlooBack
   // returns within an operation's timeout). Otherwise hands `target` to the
   // workers at once, without its grace: somebody is waiting for it.
   void help(const GlooWork* target, std::chrono::milliseconds limit);
+  friend class GlooWork;  // calls help() and expedite() for itself
 
   // Makes `target`, if still queued, and the operations before it ready for
   // the workers now: its caller polls instead of waiting.

@@ -3,11 +3,14 @@
 
 #include <chrono>
 #include <exception>
+#include <memory>
 #include <string>
 
 #include "core/engine_work.hpp"
 
 namespace tutti::gloo_backend {
+
+class GlooBackend;
 
 // A Work of the gloo engine, with the timeout its operation runs under.
 class GlooWork : public EngineWork {
@@ -22,8 +25,18 @@ class GlooWork : public EngineWork {
 
   std::chrono::milliseconds timeout() const { return timeout_; }
 
+  // A queued collective: wait() may run it on the waiting thread, and
+  // is_completed() hands it to the workers at once (backend.cpp). Call
+  // before the work is shared.
+  void run_on_waiter(std::weak_ptr<GlooBackend> backend) { backend_ = std::move(backend); }
+
+ protected:
+  void help_on_wait(std::chrono::milliseconds limit) override;
+  void expedite() override;
+
  private:
   const std::chrono::milliseconds timeout_;
+  std::weak_ptr<GlooBackend> backend_;  // empty: only the workers run it
 };
 
 // Wraps the exception in flight (call from a catch block) as a tutti error
