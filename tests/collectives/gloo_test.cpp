@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "backends/gloo/census.hpp"
+#include "backends/gloo/scratch_pool.hpp"
 #include "collectives/reference.hpp"
 #include "collectives/suite.hpp"
 #include "harness/groups.hpp"
@@ -88,6 +89,52 @@ INSTANTIATE_TEST_SUITE_P(Gloo, GlooAlgorithms,
                            std::replace(name.begin(), name.end(), '-', '_');
                            return name + "_" + std::to_string(std::get<1>(info.param)) + "ranks";
                          });
+
+// The schedules' scratch: what an operation hands back is what the next one
+// gets (the most recent block that fits, its pages warm), within the pool's
+// bounds. That reused scratch holds the last operation's bytes is covered by
+// GlooAlgorithms, whose sizes shrink and grow from one call to the next.
+TEST(GlooScratchPool, HandsOutTheMostRecentBlockThatFitsWithinItsBounds) {
+  using gloo_backend::ScratchPool;
+  ScratchPool pool;
+  Tensor small = pool.take(1000);
+  Tensor large = pool.take(size_t{1} << 20);
+  ASSERT_GE(small.nbytes(), 1000u);
+  ASSERT_GE(large.nbytes(), size_t{1} << 20);
+  void* const small_at = small.data_ptr();
+  void* const large_at = large.data_ptr();
+  pool.give_back(std::move(small));
+  pool.give_back(std::move(large));
+  EXPECT_EQ(pool.pooled_bytes(), 1000u + (size_t{1} << 20));
+
+  Tensor first = pool.take(2000);  // only the large block fits
+  EXPECT_EQ(first.data_ptr(), large_at);
+  Tensor second = pool.take(800);
+  EXPECT_EQ(second.data_ptr(), small_at);
+  EXPECT_EQ(pool.pooled_bytes(), 0u);
+  Tensor fresh = pool.take(100);  // nothing pooled: a new block
+  EXPECT_NE(fresh.data_ptr(), small_at);
+  EXPECT_NE(fresh.data_ptr(), large_at);
+  fresh = Tensor();  // a block taken and dropped is freed, not pooled
+  EXPECT_EQ(pool.pooled_bytes(), 0u);
+
+  // At most kMaxBlocks blocks, the most recent ones.
+  std::vector<void*> given;
+  for (size_t i = 0; i <= ScratchPool::kMaxBlocks; ++i) {
+    Tensor block = pool.take(4096 * (i + 1));
+    given.push_back(block.data_ptr());
+    pool.give_back(std::move(block));
+  }
+  size_t expected = 0;
+  for (size_t i = 1; i <= ScratchPool::kMaxBlocks; ++i) expected += 4096 * (i + 1);
+  EXPECT_EQ(pool.pooled_bytes(), expected);
+  EXPECT_EQ(pool.take(4096 * (ScratchPool::kMaxBlocks + 1)).data_ptr(), given.back());
+
+  // A block past kMaxBytes is freed, not kept.
+  const size_t before = pool.pooled_bytes();
+  pool.give_back(Tensor::empty({static_cast<int64_t>(ScratchPool::kMaxBytes + 1)}, DType::UInt8));
+  EXPECT_EQ(pool.pooled_bytes(), before);
+}
 
 // gloo writes with writev(), so a write to a peer that has gone raises
 // SIGPIPE, which by default kills the process instead of letting gloo report

@@ -29,6 +29,9 @@ using UnboundBuffer = ::gloo::transport::UnboundBuffer;
 // rank at once instead of waiting for the whole part.
 constexpr size_t kSegmentBytes = 256 << 10;
 
+// Where each scratch region starts, for the vectorised kernels.
+constexpr size_t kRegionAlignment = 64;
+
 // One unbound buffer per segment of a part-sized region, so the completion
 // of each segment can be awaited on its own.
 struct Segments {
@@ -79,30 +82,34 @@ class RingReduceScatter {
 
     const bool premultiply = op_.kind == ReduceOp::PREMUL_SUM;
 
-    // Scratch: the segments received in the current step, and up to two
-    // buffers of partial sums, one on its way to the right while the next
-    // step fills the other. Declared before the unbound buffers over them, so
-    // the buffers (and any transfer still posted on them) go first.
-    // Step s < p-2 sums into partial[s % 2]; PREMUL_SUM also scales the
-    // contribution step 0 sends into partial[1].
+    // Scratch (from the backend's pool, warm from the last operation): the
+    // segments received in the current step, and up to two regions of
+    // partial sums, one on its way to the right while the next step fills
+    // the other. Step s < p-2 sums into partial[s % 2]; PREMUL_SUM also
+    // scales the contribution step 0 sends into partial[1].
     const std::array<bool, 2> partial_used = {steps_ >= 2, steps_ >= 3 || premultiply};
-    const auto part_sizes = std::vector<int64_t>{static_cast<int64_t>(segments_.part)};
-    Tensor incoming = Tensor::empty(part_sizes, dtype_);
-    std::array<Tensor, 2> partial;
+    const size_t region = (part_bytes + kRegionAlignment - 1) / kRegionAlignment * kRegionAlignment;
+    Tensor scratch = ctx_.take_scratch(
+        region * (1 + static_cast<size_t>(partial_used[0]) + static_cast<size_t>(partial_used[1])));
+    char* next_region = static_cast<char*>(scratch.data_ptr());
+    char* const incoming = next_region;
+    next_region += region;
+    std::array<char*, 2> partial = {nullptr, nullptr};
     std::array<std::vector<std::unique_ptr<UnboundBuffer>>, 2> partial_bufs;
     for (size_t b = 0; b < 2; ++b) {
       if (!partial_used[b]) continue;
-      partial[b] = Tensor::empty(part_sizes, dtype_);
-      partial_bufs[b] = make_buffers(static_cast<char*>(partial[b].data_ptr()));
+      partial[b] = next_region;
+      next_region += region;
+      partial_bufs[b] = make_buffers(partial[b]);
     }
-    auto incoming_bufs = make_buffers(static_cast<char*>(incoming.data_ptr()));
+    auto incoming_bufs = make_buffers(incoming);
 
     // Step 0 sends the local contribution: from the input itself, or scaled
     // into partial[1] for PREMUL_SUM.
     const char* first_part = in + part_of(1);
     std::vector<std::unique_ptr<UnboundBuffer>> input_bufs;
     if (premultiply) {
-      kernels::scale(partial[1].data_ptr(), first_part, segments_.part, dtype_, op_.factor);
+      kernels::scale(partial[1], first_part, segments_.part, dtype_, op_.factor);
     } else {
       // gloo only reads from a buffer it sends.
       input_bufs = make_buffers(const_cast<char*>(first_part));
@@ -126,7 +133,7 @@ class RingReduceScatter {
       const bool last = step + 1 == steps_;
       const char* local = in + part_of(static_cast<int>(step) + 2);
       const size_t target = step % 2;
-      char* sum = last ? out : static_cast<char*>(partial[target].data_ptr());
+      char* sum = last ? out : partial[target];
       for (size_t j = 0; j < segments_.count; ++j) {
         const size_t offset = segments_.offset(j) * item_;
         const size_t length = segments_.length(j);
@@ -135,7 +142,7 @@ class RingReduceScatter {
           wait(*partial_bufs[target][j], /*receiving=*/false, step);
           sending[target][j] = false;
         }
-        const char* received = static_cast<const char*>(incoming.data_ptr()) + offset;
+        const char* received = incoming + offset;
         if (premultiply) {
           kernels::scale(sum + offset, local + offset, length, dtype_, op_.factor);
           kernels::combine_into(sum + offset, received, length, dtype_, kind_);
@@ -157,18 +164,16 @@ class RingReduceScatter {
         if (sending[b][j]) wait(*partial_bufs[b][j], /*receiving=*/false, steps_ - 1);
       }
     }
-    // Done: the buffers go later (see Retired), with the scratch under them.
+    // Done: no transfer uses the scratch any more; the buffers over it go
+    // later (see Retired).
+    ctx_.reuse_scratch(std::move(scratch));
     struct Leftovers {
-      Tensor incoming;
-      std::array<Tensor, 2> partial;
-      // After the tensors: destroyed first.
       std::array<std::vector<std::unique_ptr<UnboundBuffer>>, 2> partial_bufs;
       std::vector<std::unique_ptr<UnboundBuffer>> incoming_bufs;
       std::vector<std::unique_ptr<UnboundBuffer>> input_bufs;
     };
     ctx_.retire(std::make_shared<Leftovers>(
-        Leftovers{std::move(incoming), std::move(partial), std::move(partial_bufs),
-                  std::move(incoming_bufs), std::move(input_bufs)}));
+        Leftovers{std::move(partial_bufs), std::move(incoming_bufs), std::move(input_bufs)}));
   }
 
  private:

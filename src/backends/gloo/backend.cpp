@@ -238,6 +238,7 @@ std::shared_ptr<Work> GlooBackend::enqueue(OpType op, std::chrono::milliseconds 
     ctx.allreduce_algorithm = options_.allreduce_algorithm;
     ctx.retired = &retired_;
     ctx.link_watch = link_watch_.get();
+    ctx.scratch = &scratch_;
     // gloo enforces the timeout inside the call, so the waiting thread can
     // run it with the same guarantee as a worker.
     work->run_on_waiter(weak_from_this());

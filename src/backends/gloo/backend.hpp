@@ -29,6 +29,7 @@
 
 #include "backends/gloo/census.hpp"
 #include "backends/gloo/grace_timer.hpp"
+#include "backends/gloo/scratch_pool.hpp"
 #include "backends/gloo/waiter_pool.hpp"
 #include "tutti/backend.hpp"
 
@@ -102,11 +103,21 @@ struct OpContext {
   AllreduceAlgorithm allreduce_algorithm = AllreduceAlgorithm::AUTO;
   Retired* retired = nullptr;       // null: objects are destroyed at once
   LinkWatch* link_watch = nullptr;  // null: transfer waits are not watched
+  ScratchPool* scratch = nullptr;   // null: scratch is allocated each time
   int rank() const { return context->rank; }
   int size() const { return context->size; }
   // Hands a finished operation's gloo objects over (see Retired).
   void retire(std::shared_ptr<void> object) const {
     if (retired != nullptr) retired->keep(std::move(object));
+  }
+  // At least `bytes` of scratch (see ScratchPool).
+  Tensor take_scratch(size_t bytes) const {
+    return scratch != nullptr ? scratch->take(bytes)
+                              : Tensor::empty({static_cast<int64_t>(bytes)}, DType::UInt8);
+  }
+  // Scratch from take_scratch that no posted transfer uses any more.
+  void reuse_scratch(Tensor block) const {
+    if (scratch != nullptr) scratch->give_back(std::move(block));
   }
 };
 
@@ -197,6 +208,7 @@ class GlooBackend : public Backend, public std::enable_shared_from_this<GlooBack
   Options options_;
   std::vector<std::shared_ptr<::gloo::Context>> contexts_;
   Retired retired_;  // after contexts_: its objects go first
+  ScratchPool scratch_;
   // After contexts_, which its thread reads; operations have ended before
   // members go (the workers are joined, and a waiter holds the backend).
   std::unique_ptr<LinkWatch> link_watch_;
