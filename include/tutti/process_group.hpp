@@ -130,8 +130,17 @@ class ProcessGroup : public std::enable_shared_from_this<ProcessGroup> {
   std::atomic<uint64_t> subgroups_created_{0};
   std::shared_ptr<trace::GroupTracer> tracer_;  // set in the constructor
 
+  // Publishes backends_ to route(), which reads without the lock. REQUIRES:
+  // backends_mutex_ held.
+  void publish_routes_locked();
+
   mutable std::mutex backends_mutex_;
   BackendSlots backends_;  // GUARDED_BY(backends_mutex_)
+  // backends_ as raw pointers for route(); a backend set_backend replaces is
+  // kept in replaced_ until the group is destroyed, so a pointer read here
+  // stays good.
+  std::array<std::atomic<Backend*>, kNumDeviceTypes> routes_{};
+  std::vector<std::shared_ptr<Backend>> replaced_;  // GUARDED_BY(backends_mutex_)
 };
 
 }  // namespace tutti

@@ -193,10 +193,13 @@ class Work {
   // finish() claimed the work and is consulting the observer; completed_
   // follows within the observer's (bounded) time.
   bool finishing_ = false;                  // GUARDED_BY(mutex_)
-  bool started_ = false;                    // GUARDED_BY(mutex_)
   bool observer_notified_ = false;          // GUARDED_BY(mutex_)
   std::shared_ptr<WorkObserver> observer_;  // GUARDED_BY(mutex_)
-  uint64_t observer_token_ = 0;             // GUARDED_BY(mutex_)
+  uint64_t observer_token_ = 0;             // GUARDED_BY(mutex_); fixed once observer_ptr_ is set
+  // The start is reported without the lock (mark_started).
+  std::atomic<WorkObserver*> observer_ptr_{nullptr};  // observer_, set once
+  std::atomic<bool> started_{false};
+  std::atomic<bool> started_reported_{false};
 };
 
 }  // namespace tutti

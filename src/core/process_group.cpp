@@ -113,6 +113,10 @@ ProcessGroup::ProcessGroup(std::shared_ptr<Store> store, int rank, int size, Opt
   // TUTTI_DEBUG: logs the group and, at DETAIL, wraps its backends in checks.
   debug::instrument_group(backends_, {store_, rank_, size_, options_.timeout, options_.group_name},
                           backend_name());
+  {
+    std::lock_guard<std::mutex> lock(backends_mutex_);
+    publish_routes_locked();
+  }
   tracer_ = trace::GroupTracer::create(store_, rank_, size_, options_.group_name);
   TUTTI_LOG(LogLevel::INFO, rank_, options_.group_name,
             "created process group of size {} with backend '{}'", size_, backend_name());
@@ -139,7 +143,16 @@ void ProcessGroup::set_backend(DeviceType type, std::shared_ptr<Backend> backend
                     describe(), backend->name(), backend->rank(), backend->size(), rank_, size_));
   }
   std::lock_guard<std::mutex> lock(backends_mutex_);
-  backends_[device_slot(type)] = std::move(backend);
+  auto& slot = backends_[device_slot(type)];
+  if (slot) replaced_.push_back(std::move(slot));
+  slot = std::move(backend);
+  publish_routes_locked();
+}
+
+void ProcessGroup::publish_routes_locked() {
+  for (size_t i = 0; i < backends_.size(); ++i) {
+    routes_[i].store(backends_[i].get(), std::memory_order_release);
+  }
 }
 
 std::shared_ptr<Backend> ProcessGroup::get_backend(DeviceType type) const {
@@ -149,12 +162,8 @@ std::shared_ptr<Backend> ProcessGroup::get_backend(DeviceType type) const {
 
 Backend& ProcessGroup::route(OpType op, Device device) const {
   // The backend outlives the call: groups keep their backends until
-  // destroyed (no reference count traffic per call).
-  Backend* backend = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(backends_mutex_);
-    backend = backends_[device_slot(device.type)].get();
-  }
+  // destroyed (no lock and no reference count traffic per call).
+  Backend* backend = routes_[device_slot(device.type)].load(std::memory_order_acquire);
   if (!backend) {
     throw InvalidArgument(fmt::format("{} on {}: no backend serves {} tensors (backends: {})",
                                       to_string(op), describe(), to_string(device.type),

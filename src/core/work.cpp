@@ -290,30 +290,29 @@ void Work::set_outputs(std::vector<Tensor> outputs) {
   outputs_ = std::move(outputs);
 }
 
+// Without the lock: started_ and observer_ptr_ are each written before the
+// other is read (sequentially consistent), so at least one of mark_started
+// and set_observer sees both and reports the start, and started_reported_
+// lets only one of them do it.
 void Work::mark_started() {
-  WorkObserver* observer = nullptr;
-  uint64_t token = 0;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (started_) return;
-    started_ = true;
-    observer = observer_.get();
-    token = observer_token_;
-  }
-  if (observer) observer->on_started(token);
+  if (started_.exchange(true)) return;
+  WorkObserver* observer = observer_ptr_.load();
+  if (observer && !started_reported_.exchange(true)) observer->on_started(observer_token_);
 }
 
 void Work::set_observer(std::shared_ptr<WorkObserver> observer, uint64_t token) {
   if (!observer) return;
+  WorkObserver* const raw = observer.get();
   bool started = false;
   bool completed = false;
   std::exception_ptr error;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (observer_) return;
-    observer_ = observer;
+    observer_ = std::move(observer);
     observer_token_ = token;
-    started = started_;
+    observer_ptr_.store(raw);
+    started = started_.load();
     // A finish() in progress reports to the observer when it completes.
     if (completed_) {
       observer_notified_ = true;
@@ -321,8 +320,8 @@ void Work::set_observer(std::shared_ptr<WorkObserver> observer, uint64_t token) 
       error = error_;
     }
   }
-  if (started) observer->on_started(token);
-  if (completed) observer->on_finished(token, std::move(error), false);
+  if (started && !started_reported_.exchange(true)) raw->on_started(token);
+  if (completed) raw->on_finished(token, std::move(error), false);
 }
 
 void Work::set_source_rank(int rank) {

@@ -104,11 +104,12 @@ uint32_t FlightRecorder::register_group(const std::string& name, int rank, int s
 
 uint64_t FlightRecorder::record(uint32_t group, uint64_t seq, const OpInfo& info) {
   if (slots_.empty()) return 0;
-  const int64_t now = now_us();
+  const int64_t now = coarse_now_us();
   std::lock_guard<std::mutex> lock(mutex_);
   const uint64_t id = next_id_++;
   Slot& slot = slots_[id % slots_.size()];
-  slot.id = id;
+  // The earlier id's started() and completed() fail from here on.
+  slot.key.store(0, std::memory_order_relaxed);
   slot.group = group;
   slot.seq = seq;
   slot.p2p = info.p2p;
@@ -126,11 +127,11 @@ uint64_t FlightRecorder::record(uint32_t group, uint64_t seq, const OpInfo& info
   slot.root = info.root;
   slot.peer = info.peer;
   slot.tag = info.tag;
-  slot.state = EntryState::ENQUEUED;
-  slot.enqueued_us = now;
-  slot.started_us = 0;
-  slot.completed_us = 0;
+  slot.enqueued_us.store(now, std::memory_order_relaxed);
+  slot.started_us.store(0, std::memory_order_relaxed);
+  slot.completed_us.store(0, std::memory_order_relaxed);
   slot.error.clear();  // keeps its capacity
+  slot.key.store(key(id, EntryState::ENQUEUED), std::memory_order_release);
   if (group < groups_.size()) {
     auto& g = groups_[group];
     if (info.p2p) {
@@ -142,39 +143,56 @@ uint64_t FlightRecorder::record(uint32_t group, uint64_t seq, const OpInfo& info
   return id;
 }
 
-FlightRecorder::Slot* FlightRecorder::find(uint64_t id) {
+FlightRecorder::Slot* FlightRecorder::slot_of(uint64_t id) {
   if (id == 0 || slots_.empty()) return nullptr;
-  Slot& slot = slots_[id % slots_.size()];
-  return slot.id == id ? &slot : nullptr;
+  return &slots_[id % slots_.size()];
 }
 
-// Start and end times come from the coarse clock, which may read a little
-// behind the precise one the enqueue time came from: never before it.
+// Start and end times come from the coarse clock, as the enqueue time does;
+// never before the time they follow.
 void FlightRecorder::started(uint64_t id) {
+  Slot* slot = slot_of(id);
+  if (slot == nullptr) return;
+  uint64_t expected = key(id, EntryState::ENQUEUED);
+  if (!slot->key.compare_exchange_strong(expected, key(id, EntryState::STARTED),
+                                         std::memory_order_acq_rel)) {
+    return;  // already started or final, or the slot holds a later id
+  }
   const int64_t now = coarse_now_us();
-  std::lock_guard<std::mutex> lock(mutex_);
-  Slot* slot = find(id);
-  if (slot == nullptr || slot->state != EntryState::ENQUEUED) return;
-  slot->state = EntryState::STARTED;
-  slot->started_us = std::max(now, slot->enqueued_us);
+  slot->started_us.store(std::max(now, slot->enqueued_us.load(std::memory_order_relaxed)),
+                         std::memory_order_relaxed);
 }
 
 void FlightRecorder::completed(uint64_t id) {
-  const int64_t now = coarse_now_us();
-  std::lock_guard<std::mutex> lock(mutex_);
-  Slot* slot = find(id);
+  Slot* slot = slot_of(id);
   if (slot == nullptr) return;
-  slot->state = EntryState::COMPLETED;
-  slot->completed_us = std::max({now, slot->started_us, slot->enqueued_us});
+  uint64_t current = slot->key.load(std::memory_order_acquire);
+  do {
+    if (current / 4 != id) return;
+    const auto state = static_cast<EntryState>(current % 4);
+    if (state == EntryState::COMPLETED || state == EntryState::FAILED) return;
+  } while (!slot->key.compare_exchange_weak(current, key(id, EntryState::COMPLETED),
+                                            std::memory_order_acq_rel));
+  const int64_t now = coarse_now_us();
+  slot->completed_us.store(std::max({now, slot->started_us.load(std::memory_order_relaxed),
+                                     slot->enqueued_us.load(std::memory_order_relaxed)}),
+                           std::memory_order_relaxed);
 }
 
 bool FlightRecorder::failed(uint64_t id, const std::string& error, OpSummary* summary) {
-  const int64_t now = now_us();
+  const int64_t now = coarse_now_us();
   std::lock_guard<std::mutex> lock(mutex_);
-  Slot* slot = find(id);
+  Slot* slot = slot_of(id);
   if (slot == nullptr) return false;
-  slot->state = EntryState::FAILED;
-  slot->completed_us = now;
+  // record() rewrites a slot only under the mutex, so the id holds.
+  uint64_t current = slot->key.load(std::memory_order_acquire);
+  do {
+    if (current / 4 != id) return false;
+  } while (!slot->key.compare_exchange_weak(current, key(id, EntryState::FAILED),
+                                            std::memory_order_acq_rel));
+  slot->completed_us.store(std::max({now, slot->started_us.load(std::memory_order_relaxed),
+                                     slot->enqueued_us.load(std::memory_order_relaxed)}),
+                           std::memory_order_relaxed);
   slot->error = error;
   if (summary) {
     summary->group = slot->group < groups_.size() ? groups_[slot->group].name : "?";
@@ -222,8 +240,9 @@ Dump FlightRecorder::snapshot(const std::string& reason) const {
   dump.entries.reserve(kept);
   for (uint64_t id = recorded - kept + 1; id <= recorded; ++id) {
     const Slot& slot = slots_[id % slots_.size()];
+    const uint64_t slot_key = slot.key.load(std::memory_order_acquire);
     Entry e;
-    e.id = slot.id;
+    e.id = slot_key / 4;
     e.group = slot.group < groups_.size() ? groups_[slot.group].name : "?";
     e.seq = slot.seq;
     e.p2p = slot.p2p;
@@ -236,10 +255,16 @@ Dump FlightRecorder::snapshot(const std::string& reason) const {
     e.root = slot.root;
     e.peer = slot.peer;
     e.tag = slot.tag;
-    e.state = slot.state;
-    e.enqueued_us = slot.enqueued_us;
-    e.started_us = slot.started_us;
-    e.completed_us = slot.completed_us;
+    e.state = static_cast<EntryState>(slot_key % 4);
+    e.enqueued_us = slot.enqueued_us.load(std::memory_order_relaxed);
+    e.started_us = slot.started_us.load(std::memory_order_relaxed);
+    e.completed_us = slot.completed_us.load(std::memory_order_relaxed);
+    // A state changed a moment ago whose time is not written yet.
+    if (e.state == EntryState::STARTED && e.started_us == 0) e.started_us = e.enqueued_us;
+    if ((e.state == EntryState::COMPLETED || e.state == EntryState::FAILED) &&
+        e.completed_us == 0) {
+      e.completed_us = std::max(e.started_us, e.enqueued_us);
+    }
     e.error = slot.error;
     dump.entries.push_back(std::move(e));
   }

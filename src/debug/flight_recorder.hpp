@@ -4,12 +4,14 @@
 //
 // Cost: recording takes one uncontended mutex and fills a preallocated slot
 // (no heap allocation unless an operation fails and its message is kept:
-// slots name their group by index). N comes from
-// TUTTI_TRACE_BUFFER (default 2000; 0 turns the recorder off).
+// slots name their group by index); the start and the completion change the
+// slot's state with one compare-and-swap each, without the mutex. N comes
+// from TUTTI_TRACE_BUFFER (default 2000; 0 turns the recorder off).
 //
 // Thread safety: every method may be called from any thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <mutex>
@@ -63,7 +65,7 @@ struct OpSummary {
 int64_t now_us();
 // The same from the kernel's coarse clock: a few nanoseconds to read where
 // now_us() costs ~30 (on a VM), but only as fine as the kernel's tick (1-4
-// ms). Used for the start and end of an operation, read twice per operation.
+// ms). Used for an operation's enqueue, start and end: three reads each.
 int64_t coarse_now_us();
 
 class FlightRecorder {
@@ -98,8 +100,14 @@ class FlightRecorder {
   Dump snapshot(const std::string& reason) const;
 
  private:
+  // A slot's id and state in one word (id * 4 + state), so that started()
+  // and completed() can move an entry on without the mutex, and fail to
+  // once the ring has reused the slot for a later id.
+  static uint64_t key(uint64_t id, EntryState state) {
+    return id * 4 + static_cast<uint64_t>(state);
+  }
   struct Slot {
-    uint64_t id = 0;  // 0: never used
+    std::atomic<uint64_t> key{0};  // id 0: never used
     uint32_t group = 0;
     uint64_t seq = 0;
     bool p2p = false;
@@ -113,11 +121,13 @@ class FlightRecorder {
     int32_t root = -1;
     int32_t peer = -1;
     int32_t tag = -1;
-    EntryState state = EntryState::ENQUEUED;
-    int64_t enqueued_us = 0;
-    int64_t started_us = 0;
-    int64_t completed_us = 0;
-    std::string error;
+    // Written under the mutex by record(), and by started() and completed()
+    // without it, right after their state change (a snapshot in between
+    // reads 0: see snapshot()).
+    std::atomic<int64_t> enqueued_us{0};
+    std::atomic<int64_t> started_us{0};
+    std::atomic<int64_t> completed_us{0};
+    std::string error;  // GUARDED_BY(mutex_)
   };
   struct Group {
     std::string name;
@@ -127,10 +137,12 @@ class FlightRecorder {
     uint64_t p2p = 0;
   };
 
-  Slot* find(uint64_t id);  // REQUIRES: mutex_ held
+  // The slot of `id` (whoever holds it now), or null when the recorder is off.
+  Slot* slot_of(uint64_t id);
 
   mutable std::mutex mutex_;
-  std::vector<Slot> slots_;    // GUARDED_BY(mutex_); size fixed at construction
+  std::vector<Slot>
+      slots_;  // size fixed at construction; fields as Slot says, else GUARDED_BY(mutex_)
   uint64_t next_id_ = 1;       // GUARDED_BY(mutex_)
   std::vector<Group> groups_;  // GUARDED_BY(mutex_)
 };

@@ -143,7 +143,7 @@ struct MpiBackend::Core {
 
   // Runs `entry` (already taken off the queue) on this thread, the worker or
   // (`on_waiter`) a thread waiting for it. REQUIRES: lock held and nothing
-  // running; returns with the lock held.
+  // running; returns with the lock released.
   void run_locked(Entry& entry, std::unique_lock<std::mutex>& lock, bool on_waiter);
 
   // On the thread waiting for `target`: runs the queue's head while it may
