@@ -90,6 +90,78 @@ INSTANTIATE_TEST_SUITE_P(Gloo, GlooAlgorithms,
                            return name + "_" + std::to_string(std::get<1>(info.param)) + "ranks";
                          });
 
+// The small-message channel (eager.hpp): allreduces issued back to back
+// without waiting, so that the two worker threads and the waiting thread run
+// neighbours at once, of sizes on both sides of EagerChannel::kMaxBytes
+// (16384 floats is exactly 64 KiB) and through allreduce_coalesced; world
+// sizes where doubling folds ranks in (3, 5) and where it does not.
+class GlooEager : public ::testing::TestWithParam<int> {};
+
+TEST_P(GlooEager, OperationsInFlightTogetherMatchTheReference) {
+  run_ranks(GetParam(), [](const RankContext& ctx) {
+    auto pg = make_gloo_group(ctx);
+    const int64_t counts[] = {1, 7, 16384, 16385, 3, 1000};
+    const ReduceOp ops[] = {ReduceOp(ReduceOp::SUM), ReduceOp(ReduceOp::MAX)};
+    std::vector<std::vector<Tensor>> tensors;
+    std::vector<ReduceOp> used;
+    std::vector<std::shared_ptr<Work>> works;
+    for (int i = 0; i < 48; ++i) {
+      const ReduceOp op = ops[i % 2];
+      const int64_t count = counts[i % std::size(counts)];
+      tensors.push_back({make_input(DType::Float32, op, ctx.rank, count)});
+      used.push_back(op);
+      if (i % 5 == 4) {
+        tensors.back().push_back(make_input(DType::Float32, op, ctx.rank, 5));
+        AllreduceCoalescedOptions coalesced;
+        coalesced.reduce_op = op;
+        works.push_back(pg->allreduce_coalesced(tensors.back(), coalesced));
+      } else {
+        works.push_back(pg->allreduce(tensors.back(), {.reduce_op = op}));
+      }
+    }
+    for (size_t i = 0; i < works.size(); ++i) {
+      works[i]->wait();
+      for (const Tensor& t : tensors[i]) {
+        EXPECT_EQ(compare_reduced(t, used[i], ctx.world_size), "") << "operation " << i;
+      }
+    }
+    finish(*pg);
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Gloo, GlooEager, ::testing::Values(2, 3, 4, 5),
+                         [](const auto& info) { return std::to_string(info.param) + "ranks"; });
+
+// Ranks that disagree on an allreduce's size get an error naming the
+// mismatch, not a mix of each other's data, and the channel then refuses
+// further small allreduces, since the two sides' message counts may differ.
+TEST(GlooEagerMismatch, DifferentSizesRaiseAndTheChannelStaysClosed) {
+  run_ranks(2, [](const RankContext& ctx) {
+    auto pg = make_gloo_group(ctx, 20s);
+    std::vector<Tensor> t = {Tensor::zeros({ctx.rank == 0 ? 8 : 4}, DType::Float32)};
+    try {
+      pg->allreduce(t)->wait();
+      ADD_FAILURE() << "mismatched sizes must raise";
+    } catch (const DistBackendError& e) {
+      EXPECT_NE(std::string(e.what()).find("did not run the same collectives"), std::string::npos)
+          << e.what();
+    }
+    std::vector<Tensor> next = {Tensor::zeros({4}, DType::Float32)};
+    try {
+      pg->allreduce(next)->wait();
+      ADD_FAILURE() << "the channel must refuse after an operation failed in it";
+    } catch (const DistBackendError& e) {
+      EXPECT_NE(std::string(e.what()).find("out of step"), std::string::npos) << e.what();
+    }
+    // Other collectives still run.
+    std::vector<Tensor> b = {Tensor::zeros({3}, DType::Float32)};
+    b[0].data<float>()[2] = static_cast<float>(ctx.rank + 1);
+    pg->broadcast(b, {.root_rank = 1})->wait();
+    EXPECT_EQ(b[0].data<float>()[2], 2.0f);
+    finish(*pg);
+  });
+}
+
 // The schedules' scratch: what an operation hands back is what the next one
 // gets (the most recent block that fits, its pages warm), within the pool's
 // bounds. That reused scratch holds the last operation's bytes is covered by

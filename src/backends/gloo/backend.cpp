@@ -15,6 +15,7 @@
 #include "backends/gloo/device.hpp"
 #include "backends/gloo/link_watch.hpp"
 #include "backends/gloo/rendezvous.hpp"
+#include "backends/gloo/schedules.hpp"
 #include "backends/gloo/store_adapter.hpp"
 #include "backends/gloo/work.hpp"
 #include "core/env_parse.hpp"
@@ -163,6 +164,10 @@ GlooBackend::GlooBackend(std::shared_ptr<Store> store, int rank, int size, std::
     const auto value = store_->get(kStoreHostKey);
     store_host = std::atoi(std::string(value.begin(), value.end()).c_str());
   }
+  // The inboxes are registered before this rank runs an operation; a peer
+  // that sends to one sooner waits in gloo's network thread until it is.
+  const std::vector<int> partners = algorithms::doubling_partners(rank, size);
+  for (const auto& context : contexts_) eager_.push_back(EagerChannel::create(context, partners));
   census_ = std::make_unique<Census>(store_, rank, size, describe_store(*store_), store_host);
   link_watch_ = std::make_unique<LinkWatch>();
   for (int i = 0; i < options_.threads; ++i) workers_.emplace_back([this] { worker_loop(); });
@@ -208,6 +213,21 @@ bool GlooBackend::supports(OpType op) const { return op != OpType::UNKNOWN; }
 
 namespace {
 
+// Settles an operation's ticket when it ends, whether or not it used the
+// channel (a no-op if it already did).
+class EagerSettle {
+ public:
+  explicit EagerSettle(const OpContext& ctx) : ctx_(ctx) {}
+  ~EagerSettle() {
+    if (ctx_.eager != nullptr) ctx_.eager->settle(ctx_.eager_ticket);
+  }
+  EagerSettle(const EagerSettle&) = delete;
+  EagerSettle& operator=(const EagerSettle&) = delete;
+
+ private:
+  const OpContext& ctx_;
+};
+
 // Handing an operation to a worker thread costs a wake-up on each side,
 // more than a small collective, so a queued operation is left this long for
 // the thread that waits on it to run it (Work::wait) before a worker does.
@@ -245,8 +265,18 @@ std::shared_ptr<Work> GlooBackend::enqueue(OpType op, std::chrono::milliseconds 
     // A Work its caller drops still runs: the other ranks take part in it.
     const auto now = std::chrono::steady_clock::now();
     const auto ready_at = now + (waited_streak_ >= kSteadyStreak ? kSteadyGrace : kInlineGrace);
-    queue_.push_back(
-        {work, [ctx, job = std::move(job), raw = work.get()] { job(ctx, *raw); }, now, ready_at});
+    // Allreduces take their turn on the context's small-message channel in
+    // the order they are queued, the same on every rank (eager.hpp).
+    if (op == OpType::ALLREDUCE || op == OpType::ALLREDUCE_COALESCED) {
+      ctx.eager = eager_[sequence % eager_.size()].get();
+      if (ctx.eager != nullptr) ctx.eager_ticket = ctx.eager->take_ticket();
+    }
+    queue_.push_back({work,
+                      [ctx, job = std::move(job), raw = work.get()] {
+                        const EagerSettle settle(ctx);
+                        job(ctx, *raw);
+                      },
+                      now, ready_at});
     // A new head starts its grace; a later operation's follows the head's.
     if (queue_.size() == 1) fire_by(ready_at);
   }

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "backends/gloo/census.hpp"
+#include "backends/gloo/eager.hpp"
 #include "backends/gloo/grace_timer.hpp"
 #include "backends/gloo/scratch_pool.hpp"
 #include "backends/gloo/waiter_pool.hpp"
@@ -104,6 +105,10 @@ struct OpContext {
   Retired* retired = nullptr;       // null: objects are destroyed at once
   LinkWatch* link_watch = nullptr;  // null: transfer waits are not watched
   ScratchPool* scratch = nullptr;   // null: scratch is allocated each time
+  // An allreduce's small-message channel and its ticket there (eager.hpp);
+  // null and 0 for other operations and where there is none.
+  EagerChannel* eager = nullptr;
+  uint64_t eager_ticket = 0;
   int rank() const { return context->rank; }
   int size() const { return context->size; }
   // Hands a finished operation's gloo objects over (see Retired).
@@ -208,6 +213,8 @@ class GlooBackend : public Backend, public std::enable_shared_from_this<GlooBack
   Options options_;
   std::vector<std::shared_ptr<::gloo::Context>> contexts_;
   Retired retired_;  // after contexts_: its objects go first
+  // One per context (null where there is none), after contexts_.
+  std::vector<std::unique_ptr<EagerChannel>> eager_;
   ScratchPool scratch_;
   // After contexts_, which its thread reads; operations have ended before
   // members go (the workers are joined, and a waiter holds the backend).

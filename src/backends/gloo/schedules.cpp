@@ -180,6 +180,64 @@ void ring_allgather_phase(const Transfers& transfers, RingParts& parts, int r, i
   }
 }
 
+// Which real rank holds virtual rank v of doubling's power-of-two group:
+// of the first 2*extra ranks only the odd ones take part.
+int doubling_real_rank(int v, int extra) { return v < extra ? 2 * v + 1 : v + extra; }
+
+// doubling_allreduce through the eager channel: the same messages, in the
+// same order, combined in the same order, so the bits are the same.
+void doubling_allreduce_eager(const OpContext& ctx, void* data, size_t count, DType dtype,
+                              ReduceOp::Kind kind) {
+  const int p = ctx.size();
+  const int r = ctx.rank();
+  const size_t bytes = count * itemsize(dtype);
+  const int rounds = log2_floor(p);
+  const int extra = p - (1 << rounds);
+  const size_t fold_out = static_cast<size_t>(rounds) + 1;
+  const Transfers transfers(ctx, SlotPrefix::kAllreduceDoubling, "recursive-doubling allreduce",
+                            fold_out + 1);
+  EagerChannel::Turn turn(*ctx.eager, ctx.eager_ticket, transfers);
+  try {
+    int virtual_rank = r - extra;
+    if (r < 2 * extra) {
+      if (r % 2 == 0) {
+        turn.send(r + 1, 0, data, bytes);
+        turn.wait_sent(r + 1, 0);
+        turn.receive(r + 1, fold_out, bytes,
+                     [&](const void* result) { std::memcpy(data, result, bytes); });
+        return;
+      }
+      turn.receive(r - 1, 0, bytes, [&](const void* incoming) {
+        kernels::combine(data, incoming, data, count, dtype, kind);
+      });
+      virtual_rank = r / 2;
+    }
+    for (int round = 0; round < rounds; ++round) {
+      const int partner_virtual = virtual_rank ^ (1 << round);
+      const int partner = doubling_real_rank(partner_virtual, extra);
+      const size_t step = static_cast<size_t>(round) + 1;
+      // Both ranks of the pair send at once; the outbox holds a copy while
+      // `data` changes.
+      turn.send(partner, step, data, bytes);
+      turn.receive(partner, step, bytes, [&](const void* incoming) {
+        if (partner_virtual < virtual_rank) {
+          kernels::combine(data, incoming, data, count, dtype, kind);
+        } else {
+          kernels::combine(data, data, incoming, count, dtype, kind);
+        }
+      });
+      turn.wait_sent(partner, step);
+    }
+    if (r < 2 * extra) {
+      turn.send(r - 1, fold_out, data, bytes);
+      turn.wait_sent(r - 1, fold_out);
+    }
+  } catch (const std::exception& e) {
+    turn.fail(e.what());
+    throw;
+  }
+}
+
 }  // namespace
 
 // Recursive doubling: log2(p') rounds, each an exchange of the whole buffer
@@ -190,6 +248,11 @@ void ring_allgather_phase(const Transfers& transfers, RingParts& parts, int r, i
 // partial sum first, so partners compute the same bits.
 void doubling_allreduce(const OpContext& ctx, void* data, size_t count, DType dtype,
                         ReduceOp::Kind kind) {
+  if (ctx.eager != nullptr && count * itemsize(dtype) <= EagerChannel::kMaxBytes) {
+    doubling_allreduce_eager(ctx, data, count, dtype, kind);
+    return;
+  }
+  if (ctx.eager != nullptr) ctx.eager->settle(ctx.eager_ticket);  // no turn to wait for
   const int p = ctx.size();
   const int r = ctx.rank();
   const size_t bytes = count * itemsize(dtype);
@@ -226,10 +289,9 @@ void doubling_allreduce(const OpContext& ctx, void* data, size_t count, DType dt
     virtual_rank = r / 2;
   }
 
-  auto real_rank = [extra](int v) { return v < extra ? 2 * v + 1 : v + extra; };
   for (int round = 0; round < rounds; ++round) {
     const int partner_virtual = virtual_rank ^ (1 << round);
-    const int partner = real_rank(partner_virtual);
+    const int partner = doubling_real_rank(partner_virtual, extra);
     const size_t step = static_cast<size_t>(round) + 1;
     transfers.post_recv(theirs, partner, step, step);
     transfers.post_send(mine, partner, step, step);
@@ -248,6 +310,23 @@ void doubling_allreduce(const OpContext& ctx, void* data, size_t count, DType dt
   }
   ctx.reuse_scratch(std::move(leftovers->scratch));
   ctx.retire(std::move(leftovers));
+}
+
+std::vector<int> doubling_partners(int rank, int size) {
+  std::vector<int> partners;
+  if (size < 2) return partners;
+  const int rounds = log2_floor(size);
+  const int extra = size - (1 << rounds);
+  int virtual_rank = rank - extra;
+  if (rank < 2 * extra) {
+    if (rank % 2 == 0) return {rank + 1};
+    partners.push_back(rank - 1);
+    virtual_rank = rank / 2;
+  }
+  for (int round = 0; round < rounds; ++round) {
+    partners.push_back(doubling_real_rank(virtual_rank ^ (1 << round), extra));
+  }
+  return partners;
 }
 
 // Reduce-scatter, then allgather. In reduce-scatter step s (0..p-2) rank r

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <vector>
 
 #include "backends/gloo/backend.hpp"
 #include "tutti/reduce_op.hpp"
@@ -18,8 +19,12 @@ namespace tutti::gloo_backend::algorithms {
 // division are the caller's steps before and after).
 //
 // log2(p) exchanges of the whole buffer: the fewest rounds, for latency.
+// Up to EagerChannel::kMaxBytes, through the operation's eager channel when
+// it has one (eager.hpp).
 void doubling_allreduce(const OpContext& ctx, void* data, size_t count, DType dtype,
                         ReduceOp::Kind kind);
+// The ranks `rank` exchanges with in doubling_allreduce on `size` ranks.
+std::vector<int> doubling_partners(int rank, int size);
 // 2(p-1) steps of 1/p of the buffer, pipelined in segments: the least data
 // per rank, for bandwidth.
 void ring_allreduce(const OpContext& ctx, void* data, size_t count, DType dtype,

@@ -62,6 +62,13 @@ void Transfers::wait(Buffer& buffer, bool receiving, int peer, size_t step) cons
   throw DistBackendError(fmt::format("{} step {} of {} was aborted", what_, step + 1, steps_));
 }
 
+void Transfers::guard(bool receiving, int peer, size_t step,
+                      const std::function<void()>& fn) const {
+  guarded(receiving, peer, step, fn);
+}
+
+std::string Transfers::describe() const { return fmt::format("{} (tag {})", what_, ctx_.tag); }
+
 std::string Transfers::where(bool receiving, int peer, size_t step) const {
   return fmt::format("{} step {} of {}, {} rank {}", what_, step + 1, steps_,
                      receiving ? "receiving from" : "sending to", peer);

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@ enum class SlotPrefix : uint64_t {
   kAllreduceRing = 0x0B,
   kAllreduceDoubling = 0x0C,
   kAllgatherRing = 0x0D,
+  kEager = 0x0E,  // EagerChannel: numbered by message, not by operation
 };
 
 class Transfers {
@@ -59,6 +61,13 @@ class Transfers {
   // DistBackendError if the wait was aborted.
   void wait_recv(Buffer& buffer, int peer, size_t step) const;
   void wait_send(Buffer& buffer, int peer, size_t step) const;
+
+  // Runs `fn`, a step of this operation that moves data some other way (an
+  // EagerChannel), with gloo's errors turned into tutti's as above.
+  void guard(bool receiving, int peer, size_t step, const std::function<void()>& fn) const;
+  // "recursive-doubling allreduce (tag 12)", for errors outside a step.
+  std::string describe() const;
+  uint32_t tag() const { return ctx_.tag; }
 
  private:
   uint64_t slot(uint64_t message) const;
