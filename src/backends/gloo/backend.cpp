@@ -189,21 +189,30 @@ GlooBackend::~GlooBackend() {
     work->complete(std::make_exception_ptr(DistBackendError(
         fmt::format("{} was not started: its process group was destroyed", work->description()))));
   }
+  bool in_flight = running_.load() > 0;
   {
     std::lock_guard<std::mutex> lock(p2p_mutex_);
     for (auto& weak : p2p_pending_) {
-      if (auto work = weak.lock()) {
-        work->fail_and_cancel(std::make_exception_ptr(DistBackendError(fmt::format(
-            "{} did not complete: its process group was destroyed", work->description()))));
-      }
+      auto work = weak.lock();
+      if (work == nullptr || work->is_completed()) continue;
+      in_flight = true;
+      work->fail_and_cancel(std::make_exception_ptr(DistBackendError(fmt::format(
+          "{} did not complete: its process group was destroyed", work->description()))));
     }
     p2p_pending_.clear();
   }
-  // Running operations fail fast once the connections are closed.
-  for (auto& context : contexts_) {
-    try {
-      context->closeConnections();
-    } catch (...) {
+  // Running operations fail fast once the connections are closed. gloo's
+  // close is a hard one (a reset, which drops what the kernel has not sent
+  // yet), so it is kept for that case: with nothing in flight, the pairs'
+  // destructors close each connection the ordinary way, and a last message
+  // still queued in the kernel (this rank's part of the operation it just
+  // finished) reaches the peer.
+  if (in_flight) {
+    for (auto& context : contexts_) {
+      try {
+        context->closeConnections();
+      } catch (...) {
+      }
     }
   }
   for (auto& worker : workers_) worker.join();
@@ -315,6 +324,7 @@ void GlooBackend::run(Queued& queued) {
     TUTTI_LOG(LogLevel::ERROR, rank(), group_name_, "{}", message_of(error));
     work.complete(error);
   }
+  running_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void GlooBackend::help(const GlooWork* target, std::chrono::milliseconds limit) {
@@ -375,6 +385,7 @@ void GlooBackend::end_streak() {
 GlooBackend::Queued GlooBackend::pop_head() {
   Queued head = std::move(queue_.front());
   queue_.pop_front();
+  running_.fetch_add(1, std::memory_order_relaxed);  // until run() ends it
   // An emptied queue leaves the timer as it is: disarming it would cost a
   // system call per operation, and its one late firing only wakes a worker
   // to find nothing to do.

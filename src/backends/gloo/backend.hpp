@@ -228,7 +228,8 @@ class GlooBackend : public Backend, public std::enable_shared_from_this<GlooBack
     // When a worker may run it: enqueued_at plus the grace.
     std::chrono::steady_clock::time_point ready_at;
   };
-  // Runs `queued` on this thread and completes its Work.
+  // Runs `queued` (taken with pop_head) on this thread and completes its
+  // Work.
   void run(Queued& queued);
   // On the thread waiting for `target` with `limit` (kNoTimeout: none):
   // runs the queue's head up to and including `target`, if it is still
@@ -248,7 +249,8 @@ class GlooBackend : public Backend, public std::enable_shared_from_this<GlooBack
   // REQUIRES: queue_mutex_ held.
   void end_streak();
   // Removes the queue's head and makes sure the timer fires by the next
-  // one's time. REQUIRES: queue_mutex_ held, queue_ not empty.
+  // one's time; the head counts as running until run() ends it.
+  // REQUIRES: queue_mutex_ held, queue_ not empty.
   Queued pop_head();
   // Makes sure the grace timer fires no later than `when`: arms it unless it
   // is already due by then. REQUIRES: queue_mutex_ held.
@@ -270,6 +272,9 @@ class GlooBackend : public Backend, public std::enable_shared_from_this<GlooBack
   std::chrono::steady_clock::time_point timer_due_ = kUnarmed;  // GUARDED_BY(queue_mutex_)
   // Operations in a row that the thread waiting on them ran itself.
   uint32_t waited_streak_ = 0;  // GUARDED_BY(queue_mutex_)
+  // Operations taken from the queue whose run() has not ended. Read by the
+  // destructor once the queue is closed, when it can only fall.
+  std::atomic<int> running_{0};
   std::vector<std::thread> workers_;
   std::atomic<uint64_t> monitored_barriers_{0};
   // Posted sends and receives, failed and cancelled when the group goes away.

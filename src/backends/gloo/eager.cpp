@@ -44,6 +44,10 @@ struct EagerChannel::Link {
   uint64_t sent = 0;       // messages sent to the peer and seen leave
   uint64_t received = 0;   // messages from the peer used up
   bool in_flight = false;  // message `sent` is on its way
+  // Whether each inbox has its receive posted. A post can fail after a
+  // message was used (the peer has since left); the next wait on that
+  // inbox posts again and reports the failure there.
+  bool posted[2] = {true, true};
 
   std::byte* region(int i) const { return memory.get() + static_cast<size_t>(i) * kRegionBytes; }
   // Message n's inbox and outbox.
@@ -164,6 +168,10 @@ void EagerChannel::Turn::receive(int peer, size_t step, size_t bytes,
                                  const std::function<void(const void*)>& use) {
   Link& link = channel_.link(peer);
   const uint64_t n = link.received;
+  if (!link.posted[n % 2]) {
+    transfers_.guard(/*receiving=*/true, peer, step, [&] { link.inbox(n).recv(peer, slot(n)); });
+    link.posted[n % 2] = true;
+  }
   transfers_.wait_recv(link.inbox(n), peer, step);
   const std::byte* region = link.inbox_region(n);
   Header header{};
@@ -176,9 +184,14 @@ void EagerChannel::Turn::receive(int peer, size_t step, size_t bytes,
         step + 1, bytes));
   }
   use(region + kHeaderBytes);
-  // The inbox is free again: ready it for the message two on.
-  transfers_.guard(/*receiving=*/true, peer, step, [&] { link.inbox(n).recv(peer, slot(n + 2)); });
   ++link.received;
+  // The inbox is free again: ready it for the message two on. This
+  // operation has its data, so a failure here is left to the next one.
+  try {
+    link.inbox(n).recv(peer, slot(n + 2));
+  } catch (const std::exception&) {
+    link.posted[n % 2] = false;
+  }
 }
 
 }  // namespace tutti::gloo_backend
