@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <limits>
 #include <thread>
 
 #include "backends/gloo/census.hpp"
@@ -97,32 +98,78 @@ INSTANTIATE_TEST_SUITE_P(Gloo, GlooAlgorithms,
 // sizes where doubling folds ranks in (3, 5) and where it does not.
 class GlooEager : public ::testing::TestWithParam<int> {};
 
+// `count` floats that no input holds (NaN), so a part left unwritten shows.
+Tensor poisoned(int64_t count) {
+  Tensor t = Tensor::empty({count}, DType::Float32);
+  std::fill_n(t.data<float>(), count, std::numeric_limits<float>::quiet_NaN());
+  return t;
+}
+
+// Allreduces and allgathers queued together, on both sides of the channel's
+// limit (16384 floats are 64 KiB): each takes its turn in queue order, so
+// every result is that operation's own.
 TEST_P(GlooEager, OperationsInFlightTogetherMatchTheReference) {
   run_ranks(GetParam(), [](const RankContext& ctx) {
     auto pg = make_gloo_group(ctx);
-    const int64_t counts[] = {1, 7, 16384, 16385, 3, 1000};
+    const int p = ctx.world_size;
+    const int64_t counts[] = {1, 7, 16384, 16385, 3, 1000, 2};
     const ReduceOp ops[] = {ReduceOp(ReduceOp::SUM), ReduceOp(ReduceOp::MAX)};
-    std::vector<std::vector<Tensor>> tensors;
-    std::vector<ReduceOp> used;
+    enum class Kind { kAllreduce, kCoalesced, kAllgather, kAllgatherList };
+    struct Op {
+      Kind kind;
+      ReduceOp op;
+      int64_t count;
+      std::vector<Tensor> tensors;            // allreduce: in place; allgather: the input
+      Tensor output;                          // allgather_into_tensor
+      std::vector<std::vector<Tensor>> list;  // allgather
+    };
+    std::vector<Op> issued;
     std::vector<std::shared_ptr<Work>> works;
-    for (int i = 0; i < 48; ++i) {
-      const ReduceOp op = ops[i % 2];
-      const int64_t count = counts[i % std::size(counts)];
-      tensors.push_back({make_input(DType::Float32, op, ctx.rank, count)});
-      used.push_back(op);
-      if (i % 5 == 4) {
-        tensors.back().push_back(make_input(DType::Float32, op, ctx.rank, 5));
-        AllreduceCoalescedOptions coalesced;
-        coalesced.reduce_op = op;
-        works.push_back(pg->allreduce_coalesced(tensors.back(), coalesced));
-      } else {
-        works.push_back(pg->allreduce(tensors.back(), {.reduce_op = op}));
+    for (int i = 0; i < 60; ++i) {
+      Op o{Kind::kAllreduce, ops[i % 2], counts[i % std::size(counts)], {}, {}, {}};
+      if (i % 3 == 1) o.kind = Kind::kAllgather;
+      if (i % 10 == 7) o.kind = Kind::kAllgatherList;
+      if (i % 5 == 4) o.kind = Kind::kCoalesced;
+      o.tensors.push_back(make_input(DType::Float32, o.op, ctx.rank, o.count));
+      switch (o.kind) {
+        case Kind::kAllreduce:
+          works.push_back(pg->allreduce(o.tensors, {.reduce_op = o.op}));
+          break;
+        case Kind::kCoalesced: {
+          o.tensors.push_back(make_input(DType::Float32, o.op, ctx.rank, 5));
+          AllreduceCoalescedOptions coalesced;
+          coalesced.reduce_op = o.op;
+          works.push_back(pg->allreduce_coalesced(o.tensors, coalesced));
+          break;
+        }
+        case Kind::kAllgather:
+          o.output = poisoned(o.count * p);
+          works.push_back(pg->allgather_into_tensor(o.output, o.tensors[0]));
+          break;
+        case Kind::kAllgatherList:
+          o.list.resize(1);
+          for (int r = 0; r < p; ++r) {
+            o.list[0].push_back(poisoned(o.count));
+          }
+          works.push_back(pg->allgather(o.list, o.tensors));
+          break;
       }
+      issued.push_back(std::move(o));
     }
     for (size_t i = 0; i < works.size(); ++i) {
       works[i]->wait();
-      for (const Tensor& t : tensors[i]) {
-        EXPECT_EQ(compare_reduced(t, used[i], ctx.world_size), "") << "operation " << i;
+      const Op& o = issued[i];
+      if (o.kind == Kind::kAllreduce || o.kind == Kind::kCoalesced) {
+        for (const Tensor& t : o.tensors) {
+          EXPECT_EQ(compare_reduced(t, o.op, p), "") << "operation " << i;
+        }
+        continue;
+      }
+      for (int r = 0; r < p; ++r) {
+        const Tensor got = o.kind == Kind::kAllgather ? o.output.narrow(0, r * o.count, o.count)
+                                                      : o.list[0][static_cast<size_t>(r)];
+        EXPECT_EQ(compare_input(got, o.op, r), "")
+            << "operation " << i << ", rank " << r << "'s part";
       }
     }
     finish(*pg);

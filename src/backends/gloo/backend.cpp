@@ -166,7 +166,7 @@ GlooBackend::GlooBackend(std::shared_ptr<Store> store, int rank, int size, std::
   }
   // The inboxes are registered before this rank runs an operation; a peer
   // that sends to one sooner waits in gloo's network thread until it is.
-  const std::vector<int> partners = algorithms::doubling_partners(rank, size);
+  const std::vector<int> partners = algorithms::eager_partners(rank, size);
   for (const auto& context : contexts_) eager_.push_back(EagerChannel::create(context, partners));
   census_ = std::make_unique<Census>(store_, rank, size, describe_store(*store_), store_host);
   link_watch_ = std::make_unique<LinkWatch>();
@@ -237,6 +237,23 @@ class EagerSettle {
   const OpContext& ctx_;
 };
 
+// The operations that may run through the eager channel (schedules.hpp):
+// those that make one call of doubling_allreduce or ring_allgather, since a
+// ticket is good for one turn. (allgather_into_tensor_coalesced makes one
+// per tensor.)
+bool takes_eager_turn(OpType op) {
+  switch (op) {
+    case OpType::ALLREDUCE:
+    case OpType::ALLREDUCE_COALESCED:
+    case OpType::ALLGATHER:
+    case OpType::ALLGATHER_INTO_TENSOR:
+    case OpType::ALLGATHER_COALESCED:
+      return true;
+    default:
+      return false;
+  }
+}
+
 // Handing an operation to a worker thread costs a wake-up on each side,
 // more than a small collective, so a queued operation is left this long for
 // the thread that waits on it to run it (Work::wait) before a worker does.
@@ -274,9 +291,10 @@ std::shared_ptr<Work> GlooBackend::enqueue(OpType op, std::chrono::milliseconds 
     // A Work its caller drops still runs: the other ranks take part in it.
     const auto now = std::chrono::steady_clock::now();
     const auto ready_at = now + (waited_streak_ >= kSteadyStreak ? kSteadyGrace : kInlineGrace);
-    // Allreduces take their turn on the context's small-message channel in
-    // the order they are queued, the same on every rank (eager.hpp).
-    if (op == OpType::ALLREDUCE || op == OpType::ALLREDUCE_COALESCED) {
+    // Allreduces and allgathers take their turn on the context's
+    // small-message channel in the order they are queued, the same on
+    // every rank (eager.hpp).
+    if (takes_eager_turn(op)) {
       ctx.eager = eager_[sequence % eager_.size()].get();
       if (ctx.eager != nullptr) ctx.eager_ticket = ctx.eager->take_ticket();
     }

@@ -113,9 +113,14 @@ EagerChannel::Turn::Turn(EagerChannel& channel, uint64_t ticket, const Transfers
   {
     std::unique_lock<std::mutex> lock(channel_.mutex_);
     ready = channel_.turn_cv_.wait_until(lock, transfers_.deadline(), [&] {
-      return channel_.turn_ == ticket_ || !channel_.broken_.empty();
+      return channel_.turn_ >= ticket_ || !channel_.broken_.empty();
     });
     broken = channel_.broken_;
+    if (ready && broken.empty() && channel_.turn_ > ticket_) {
+      // A second turn on one ticket: the peers' message counts would differ.
+      broken = fmt::format("{} took a second turn on ticket {}", transfers_.describe(), ticket_);
+      channel_.broken_ = broken;
+    }
   }
   if (!broken.empty()) {
     channel_.settle(ticket_);

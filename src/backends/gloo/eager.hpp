@@ -1,4 +1,4 @@
-// Small allreduce messages with their receives posted ahead.
+// Small allreduce and allgather messages with their receives posted ahead.
 //
 // gloo's unbound buffers (what tutti's own schedules use) move a message only
 // after a rendezvous: the receiver announces its receive (NOTIFY_RECV_READY),
@@ -8,10 +8,11 @@
 // post at the same moment, so most messages take the slow way: a notice
 // across, a wake-up of the peer's network thread, the data back. For a
 // small allreduce that round is most of the cost (docs/perf.md, "gloo
-// backend", session 11).
+// backend", session 11); so it is for a ring allgather on 2 ranks, one
+// exchange.
 //
 // An EagerChannel keeps the receive posted ahead. For each rank this one
-// exchanges with in recursive doubling it has two inboxes, each with a
+// exchanges with in recursive doubling or the ring it has two inboxes, each with a
 // receive posted for a coming message, and two outboxes to send from.
 // Messages to a peer are numbered, alternate between its two inboxes, and
 // a receive is posted for message n + 2 as soon as message n has been used
@@ -53,7 +54,8 @@ class Transfers;
 class EagerChannel {
  public:
   using Clock = std::chrono::steady_clock;
-  // The largest allreduce (in bytes) that goes through the channel.
+  // The largest message (in bytes) that goes through the channel: a whole
+  // allreduce, or one rank's part of an allgather.
   static constexpr size_t kMaxBytes = size_t{64} << 10;
 
   // Makes the buffers for `peers` on `context`'s connections and posts
@@ -73,7 +75,9 @@ class EagerChannel {
 
   // An operation's use of the channel: waits for the operations with
   // earlier tickets (until the deadline of `transfers`, which also names
-  // the steps and peers in errors); settles its ticket when destroyed.
+  // the steps and peers in errors); settles its ticket when destroyed. A
+  // ticket is good for one turn: a second one fails and closes the channel
+  // rather than waiting for a turn that has passed.
   class Turn {
    public:
     // Throws TimeoutError past the deadline, DistBackendError if the

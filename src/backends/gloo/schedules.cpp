@@ -238,6 +238,36 @@ void doubling_allreduce_eager(const OpContext& ctx, void* data, size_t count, DT
   }
 }
 
+// ring_allgather through the eager channel: in step s (0..p-2) this rank
+// sends part (r - s) to the right and receives part (r - s - 1) from the
+// left, each part one message.
+void ring_allgather_eager(const OpContext& ctx, const void* input, void* output, size_t bytes) {
+  const int p = ctx.size();
+  const int r = ctx.rank();
+  const int left = mod(r - 1, p);
+  const int right = mod(r + 1, p);
+  const size_t steps = static_cast<size_t>(p - 1);
+  const Transfers transfers(ctx, SlotPrefix::kAllgatherRing, "ring allgather", steps);
+  EagerChannel::Turn turn(*ctx.eager, ctx.eager_ticket, transfers);
+  char* out = static_cast<char*>(output);
+  auto block = [&](int part) { return out + static_cast<size_t>(part) * bytes; };
+  try {
+    // The outbox takes a copy, so the input can move into place after.
+    turn.send(right, 0, input, bytes);
+    if (input != block(r)) std::memcpy(block(r), input, bytes);
+    for (size_t s = 0; s < steps; ++s) {
+      const int part_in = mod(r - static_cast<int>(s) - 1, p);
+      turn.receive(left, s, bytes,
+                   [&](const void* incoming) { std::memcpy(block(part_in), incoming, bytes); });
+      if (s + 1 < steps) turn.send(right, s + 1, block(part_in), bytes);
+    }
+    turn.wait_sent(right, steps - 1);
+  } catch (const std::exception& e) {
+    turn.fail(e.what());
+    throw;
+  }
+}
+
 }  // namespace
 
 // Recursive doubling: log2(p') rounds, each an exchange of the whole buffer
@@ -329,6 +359,17 @@ std::vector<int> doubling_partners(int rank, int size) {
   return partners;
 }
 
+std::vector<int> eager_partners(int rank, int size) {
+  std::vector<int> partners = doubling_partners(rank, size);
+  if (size >= 2) {
+    partners.push_back(mod(rank - 1, size));
+    partners.push_back(mod(rank + 1, size));
+  }
+  std::sort(partners.begin(), partners.end());
+  partners.erase(std::unique(partners.begin(), partners.end()), partners.end());
+  return partners;
+}
+
 // Reduce-scatter, then allgather. In reduce-scatter step s (0..p-2) rank r
 // sends part (r-s) to r+1 and receives part (r-s-1) from r-1, which it
 // reduces into its own copy and sends on in step s+1; after p-1 steps part
@@ -405,6 +446,11 @@ void ring_allreduce(const OpContext& ctx, void* data, size_t count, DType dtype,
 }
 
 void ring_allgather(const OpContext& ctx, const void* input, void* output, size_t bytes) {
+  if (ctx.eager != nullptr && bytes <= EagerChannel::kMaxBytes) {
+    ring_allgather_eager(ctx, input, output, bytes);
+    return;
+  }
+  if (ctx.eager != nullptr) ctx.eager->settle(ctx.eager_ticket);  // no turn to wait for
   const int p = ctx.size();
   const int r = ctx.rank();
   const size_t steps = static_cast<size_t>(p - 1);

@@ -25,6 +25,9 @@ void doubling_allreduce(const OpContext& ctx, void* data, size_t count, DType dt
                         ReduceOp::Kind kind);
 // The ranks `rank` exchanges with in doubling_allreduce on `size` ranks.
 std::vector<int> doubling_partners(int rank, int size);
+// The ranks `rank` needs an eager channel to (eager.hpp): its doubling
+// partners and its ring neighbours, sorted, each once.
+std::vector<int> eager_partners(int rank, int size);
 // 2(p-1) steps of 1/p of the buffer, pipelined in segments: the least data
 // per rank, for bandwidth.
 void ring_allreduce(const OpContext& ctx, void* data, size_t count, DType dtype,
@@ -32,7 +35,8 @@ void ring_allreduce(const OpContext& ctx, void* data, size_t count, DType dtype,
 
 // `bytes` (> 0) from `input` of every rank r into output[r * bytes, ...):
 // p-1 steps around the ring, pipelined in segments. `input` may be this
-// rank's own block of `output`.
+// rank's own block of `output`. Up to EagerChannel::kMaxBytes per rank,
+// through the operation's eager channel when it has one.
 void ring_allgather(const OpContext& ctx, const void* input, void* output, size_t bytes);
 
 }  // namespace tutti::gloo_backend::algorithms
