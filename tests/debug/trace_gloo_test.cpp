@@ -266,8 +266,13 @@ TEST(RootCauseGloo, OtherRanksNameTheRankThatFailedFirst) {
           ADD_FAILURE() << "expected TimeoutError, got " << e.what();
         }
         store->set("checked/" + std::to_string(ctx.rank), "1");
-        // Rank 0 hosts the store: it leaves after the others' last call.
-        if (ctx.rank == 0) store->wait({"released"}, 30s);
+        // Rank 1 leaves only after rank 0 has checked: a rank that exits
+        // closes its connections, and rank 0, still waiting on rank 1 if it
+        // started the allreduce more than the roll call's grace later, would
+        // rightly get a DistNetworkError for a lost peer instead of its
+        // timeout. Rank 0 hosts the store: it leaves after the others' last
+        // call.
+        store->wait({ctx.rank == 0 ? "released" : "checked/0"}, 30s);
       },
       {.deadline = 60s});
 }
