@@ -216,6 +216,20 @@ GlooBackend::~GlooBackend() {
     }
   }
   for (auto& worker : workers_) worker.join();
+  if (!in_flight) {
+    // Destroying a pair closes its socket under the pair's lock and waits
+    // for gloo's network thread to let go of it. Done here, before the
+    // members go, no gloo thread can still be writing a late message into
+    // a receive posted ahead (eager.hpp) when its memory is freed. First
+    // every thread that may look at a pair stops: the send and receive
+    // waiters, then the link watch (which reads pairs of waits it found
+    // slow, and no wait is left to register with it).
+    waiters_.stop();
+    link_watch_.reset();
+    for (auto& context : contexts_) {
+      for (int peer = 0; peer < context->size; ++peer) context->getPair(peer).reset();
+    }
+  }
 }
 
 bool GlooBackend::supports(OpType op) const { return op != OpType::UNKNOWN; }

@@ -4,7 +4,9 @@
 
 namespace tutti::gloo_backend {
 
-WaiterPool::~WaiterPool() {
+WaiterPool::~WaiterPool() { stop(); }
+
+void WaiterPool::stop() {
   std::vector<std::thread> threads;
   {
     std::lock_guard<std::mutex> lock(mutex_);

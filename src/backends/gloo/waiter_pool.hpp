@@ -29,6 +29,9 @@ class WaiterPool {
   WaiterPool& operator=(const WaiterPool&) = delete;
 
   void run(std::function<void()> task);
+  // Lets the queued tasks finish and joins every thread. Idempotent; call
+  // run() no more after it.
+  void stop();
   // Threads running or idle (not those that left).
   size_t threads() const;
 
