@@ -132,7 +132,7 @@ class SparseAllreduce {
 
  private:
   std::chrono::milliseconds remaining() const {
-    return std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now()),
+    return std::max(std::chrono::ceil<std::chrono::milliseconds>(deadline_ - Clock::now()),
                     std::chrono::milliseconds(0));
   }
 

@@ -45,8 +45,10 @@ void Transfers::wait_send(Buffer& buffer, int peer, size_t step) const {
 }
 
 void Transfers::wait(Buffer& buffer, bool receiving, int peer, size_t step) const {
+  // Rounded up: gloo must not give up before the deadline, which is what
+  // tells its timeout from a broken connection (guarded()).
   const auto remaining =
-      std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now()),
+      std::max(std::chrono::ceil<std::chrono::milliseconds>(deadline_ - Clock::now()),
                std::chrono::milliseconds(0));
   bool done = false;
   const LinkWatch::Wait watched(ctx_.link_watch, *ctx_.context, peer, buffer, receiving);
