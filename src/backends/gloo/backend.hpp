@@ -105,8 +105,9 @@ struct OpContext {
   Retired* retired = nullptr;       // null: objects are destroyed at once
   LinkWatch* link_watch = nullptr;  // null: transfer waits are not watched
   ScratchPool* scratch = nullptr;   // null: scratch is allocated each time
-  // An allreduce's small-message channel and its ticket there (eager.hpp);
-  // null and 0 for other operations and where there is none.
+  // An allreduce's or allgather's small-message channel and its ticket
+  // there (eager.hpp); null and 0 for other operations and where there is
+  // none.
   EagerChannel* eager = nullptr;
   uint64_t eager_ticket = 0;
   int rank() const { return context->rank; }
