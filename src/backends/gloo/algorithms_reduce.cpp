@@ -50,9 +50,7 @@ void allreduce_buffers(const OpContext& ctx, const std::vector<void*>& buffers, 
   const AllreduceAlgorithm algorithm = choose(ctx.allreduce_algorithm, count * itemsize(dtype));
   // Only doubling takes a turn on the small-message channel; the others
   // must not hold up the operations queued after them there.
-  if (algorithm != AllreduceAlgorithm::DOUBLING && ctx.eager != nullptr) {
-    ctx.eager->settle(ctx.eager_ticket);
-  }
+  if (algorithm != AllreduceAlgorithm::DOUBLING) ctx.skip_eager_turn();
   if (algorithm == AllreduceAlgorithm::GLOO_RING || algorithm == AllreduceAlgorithm::GLOO_BCUBE) {
     gloo_allreduce(ctx, buffers, count, dtype, op,
                    algorithm == AllreduceAlgorithm::GLOO_RING

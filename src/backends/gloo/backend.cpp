@@ -241,9 +241,7 @@ namespace {
 class EagerSettle {
  public:
   explicit EagerSettle(const OpContext& ctx) : ctx_(ctx) {}
-  ~EagerSettle() {
-    if (ctx_.eager != nullptr) ctx_.eager->settle(ctx_.eager_ticket);
-  }
+  ~EagerSettle() { ctx_.skip_eager_turn(); }
   EagerSettle(const EagerSettle&) = delete;
   EagerSettle& operator=(const EagerSettle&) = delete;
 

@@ -112,6 +112,11 @@ struct OpContext {
   uint64_t eager_ticket = 0;
   int rank() const { return context->rank; }
   int size() const { return context->size; }
+  // For an operation that does not use the channel (or is done with it):
+  // settles its ticket, so the operations queued after it there may go.
+  void skip_eager_turn() const {
+    if (eager != nullptr) eager->settle(eager_ticket);
+  }
   // Hands a finished operation's gloo objects over (see Retired).
   void retire(std::shared_ptr<void> object) const {
     if (retired != nullptr) retired->keep(std::move(object));

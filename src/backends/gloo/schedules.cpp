@@ -282,7 +282,7 @@ void doubling_allreduce(const OpContext& ctx, void* data, size_t count, DType dt
     doubling_allreduce_eager(ctx, data, count, dtype, kind);
     return;
   }
-  if (ctx.eager != nullptr) ctx.eager->settle(ctx.eager_ticket);  // no turn to wait for
+  ctx.skip_eager_turn();
   const int p = ctx.size();
   const int r = ctx.rank();
   const size_t bytes = count * itemsize(dtype);
@@ -450,7 +450,7 @@ void ring_allgather(const OpContext& ctx, const void* input, void* output, size_
     ring_allgather_eager(ctx, input, output, bytes);
     return;
   }
-  if (ctx.eager != nullptr) ctx.eager->settle(ctx.eager_ticket);  // no turn to wait for
+  ctx.skip_eager_turn();
   const int p = ctx.size();
   const int r = ctx.rank();
   const size_t steps = static_cast<size_t>(p - 1);
