@@ -455,6 +455,49 @@ TEST(GlooFaults, StalledPeerTimesOutNamingTheOperation) {
   }
 }
 
+// On 3 ranks a small allreduce folds rank 0 into rank 1, so rank 0 waits on
+// rank 1 only, and rank 1 on the stalled rank 2. Rank 1 starts first and
+// times out first; gloo then closes all of rank 1's connections, and rank 0
+// sees its connection to rank 1 close before its own deadline. That is the
+// stall's doing, not a crash: rank 0 must raise TimeoutError too.
+TEST(GlooFaults, StalledPeerTimesOutRanksThatWaitOnItsNeighbour) {
+  auto outcomes = run_ranks_collect(
+      3,
+      [](const RankContext& ctx) {
+        auto pg = make_gloo_group(ctx, 2s);
+        pg->barrier()->wait();
+        if (ctx.rank == 2) {
+          std::this_thread::sleep_for(6s);  // never joins the allreduce
+          return;
+        }
+        if (ctx.rank == 0) std::this_thread::sleep_for(500ms);
+        std::vector<Tensor> t = {Tensor::zeros({16}, DType::Float32)};
+        const auto start = std::chrono::steady_clock::now();
+        try {
+          pg->allreduce(t)->wait();
+          ADD_FAILURE() << "allreduce with a stalled peer returned";
+        } catch (const TimeoutError& e) {
+          const std::string what = e.what();
+          EXPECT_NE(what.find("allreduce #2 on group 'default' rank " + std::to_string(ctx.rank)),
+                    std::string::npos)
+              << what;
+          EXPECT_NE(what.find("rank 2 did not answer"), std::string::npos) << what;
+          if (ctx.rank == 0) {
+            EXPECT_NE(what.find("rank 1 failed in allreduce #2 (timed out)"), std::string::npos)
+                << what;
+          }
+        } catch (const std::exception& e) {
+          ADD_FAILURE() << "expected TimeoutError, got " << e.what();
+        }
+        const auto elapsed = std::chrono::steady_clock::now() - start;
+        EXPECT_LE(elapsed, 2s + gloo_backend::Census::grace(2s) + 1s);
+      },
+      {.deadline = 60s, .kill_on_first_failure = false});
+  for (const auto& o : outcomes) {
+    EXPECT_EQ(o.kind, RankOutcome::Kind::Passed) << describe(o, 3);
+  }
+}
+
 // wait(limit) runs the operation on the waiting thread only when gloo's own
 // deadline for it is no later; here it is later, so the wait must still
 // return at its limit while the operation goes on, on a worker: rank 1's

@@ -339,7 +339,19 @@ std::exception_ptr GlooBackend::fail_current(const std::string& what,
     }
   }
   if (!options_.roll_call) return error;
-  return with_detail(error, census_->roll_call(short_name(what), Census::grace(timeout)));
+  const std::string verdict =
+      census_->roll_call(short_name(what), timed_out, Census::grace(timeout));
+  if (!timed_out && census_->peer_timed_out()) {
+    // The connection that broke was most likely closed by gloo on a rank
+    // whose part of this operation timed out: the stall that timed it out
+    // stops this rank too, which the caller must see as a timeout.
+    error = std::make_exception_ptr(TimeoutError(
+        fmt::format("{}: a rank timed out in this operation, and gloo closes every connection of "
+                    "a rank whose operation times out; before this rank's own timeout of {} ms it "
+                    "saw: {}",
+                    what, timeout.count(), message_of(error))));
+  }
+  return with_detail(error, verdict);
 }
 
 void GlooBackend::run(Queued& queued) {

@@ -49,18 +49,24 @@ std::map<int, std::string> parse_answers(const std::vector<uint8_t>& list) {
   return alive;
 }
 
-// Few round trips, so that a loaded store answers in time: a quiet set of
-// this rank's key (for wait), one append to the list of answers, one wait
-// for every other rank's key (at most the grace), one read of the list.
-void ask(Store& store, int rank, int size, const std::string& failed_op,
+// How an answer names an operation that timed out.
+std::string answer_of(const std::string& failed_op, bool timed_out) {
+  return timed_out ? failed_op + " (timed out)" : failed_op;
+}
+
+// Few round trips, so that a loaded store answers in time: one append to
+// the list of answers, a quiet set of this rank's key (for wait; after the
+// append, so that a rank that sees the key finds the line), one wait for
+// every other rank's key (at most the grace), one read of the list.
+void ask(Store& store, int rank, int size, const std::string& answer,
          std::chrono::milliseconds grace, Answers& answers) {
   std::map<int, std::string> alive;
   std::vector<int> silent;
   std::string error;
   try {
-    store.set(key_of(rank), std::vector<uint8_t>(failed_op.begin(), failed_op.end()));
-    const std::string line = fmt::format("{} {}\n", rank, failed_op);
+    const std::string line = fmt::format("{} {}\n", rank, answer);
     store.append(Census::kListKey, std::vector<uint8_t>(line.begin(), line.end()));
+    store.set(key_of(rank), std::vector<uint8_t>(answer.begin(), answer.end()));
     std::vector<std::string> keys;
     for (int peer = 0; peer < size; ++peer) {
       if (peer != rank) keys.push_back(key_of(peer));
@@ -106,7 +112,8 @@ Census::Census(std::shared_ptr<Store> store, int rank, int size, std::string sto
       store_name_(std::move(store_name)),
       store_host_(store_host) {}
 
-std::string Census::roll_call(const std::string& failed_op, std::chrono::milliseconds grace) {
+std::string Census::roll_call(const std::string& failed_op, bool timed_out,
+                              std::chrono::milliseconds grace) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (done_) return verdict_;
   done_ = true;
@@ -116,8 +123,9 @@ std::string Census::roll_call(const std::string& failed_op, std::chrono::millise
     try {
       // Detached: a call into a store that does not answer is left to time
       // out alone; it owns everything it touches.
-      std::thread([store = store_, rank = rank_, size = size_, failed_op, grace, answers] {
-        ask(*store, rank, size, failed_op, grace, *answers);
+      std::thread([store = store_, rank = rank_, size = size_,
+                   answer = answer_of(failed_op, timed_out), grace, answers] {
+        ask(*store, rank, size, answer, grace, *answers);
       }).detach();
     } catch (const std::system_error&) {
       return verdict_;  // no thread to spare: the error goes out as it is
@@ -139,8 +147,10 @@ std::string Census::roll_call(const std::string& failed_op, std::chrono::millise
       return verdict_;
     }
     std::vector<std::string> alive;
+    const std::string peer_timeout = answer_of(failed_op, /*timed_out=*/true);
     for (const auto& [peer, op] : answers->alive) {
       alive.push_back(fmt::format("rank {} failed in {}", peer, op));
+      if (op == peer_timeout) peer_timed_out_ = true;
     }
     if (answers->silent.empty()) {
       verdict_ = fmt::format("; roll call: every rank is alive ({})", fmt::join(alive, ", "));
@@ -155,6 +165,11 @@ std::string Census::roll_call(const std::string& failed_op, std::chrono::millise
     verdict_.clear();  // out of memory while describing: the error goes out as it is
   }
   return verdict_;
+}
+
+bool Census::peer_timed_out() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return peer_timed_out_;
 }
 
 const TCPStore* find_tcp_store(const Store& store) {

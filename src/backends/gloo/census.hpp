@@ -44,10 +44,18 @@ class Census {
   Census(std::shared_ptr<Store> store, int rank, int size, std::string store_name, int store_host);
 
   // The first call takes the roll call for `failed_op` (e.g. "allreduce
-  // #7") and returns its verdict, starting with "; "; later calls return
-  // the same text at once. Thread-safe; concurrent callers wait for the
-  // first. Never throws.
-  std::string roll_call(const std::string& failed_op, std::chrono::milliseconds grace);
+  // #7"; `timed_out` if it failed at its deadline) and returns its verdict,
+  // starting with "; "; later calls return the same text at once.
+  // Thread-safe; concurrent callers wait for the first. Never throws.
+  std::string roll_call(const std::string& failed_op, bool timed_out,
+                        std::chrono::milliseconds grace);
+
+  // After the roll call: whether another rank answered that the same
+  // operation timed out there. gloo closes every connection of a rank
+  // whose operation times out, so its peers in that operation see a
+  // closed connection before their own deadline: that is the timeout's
+  // doing, not a crash.
+  bool peer_timed_out();
 
  private:
   const std::shared_ptr<Store> store_;
@@ -56,8 +64,9 @@ class Census {
   const std::string store_name_;
   const int store_host_;
   std::mutex mutex_;
-  bool done_ = false;    // GUARDED_BY(mutex_)
-  std::string verdict_;  // GUARDED_BY(mutex_)
+  bool done_ = false;            // GUARDED_BY(mutex_)
+  std::string verdict_;          // GUARDED_BY(mutex_)
+  bool peer_timed_out_ = false;  // GUARDED_BY(mutex_)
 };
 
 // The TCPStore under `store` (through PrefixStores), or nullptr.
