@@ -151,6 +151,10 @@ class Work {
   // Before finish(): outputs for result() and the future.
   void set_outputs(std::vector<Tensor> outputs);
   void set_source_rank(int rank);
+  // The outputs given to the constructor, for the engine's job to write
+  // their data before finish() (so the job need not hold copies). The list
+  // itself must not change; not for an engine that calls set_outputs().
+  std::vector<Tensor>& output_tensors() { return outputs_; }
   // The engine calls this when it actually begins the operation (leaves its
   // queue, or posts the transfer). Cheap; only the first call counts.
   void mark_started();

@@ -183,16 +183,16 @@ bool MpiBackend::supports(OpType op) const {
   return op != OpType::ALLREDUCE_SPARSE && op != OpType::UNKNOWN;
 }
 
-std::shared_ptr<Work> MpiBackend::enqueue(OpType op, milliseconds timeout,
-                                          std::vector<Tensor> outputs, Job job, bool polls) {
+std::string MpiBackend::describe_internal(uint64_t sequence) const {
+  return fmt::format("new_group #{} on {}", sequence, *where_);
+}
+
+std::shared_ptr<Work> MpiBackend::submit(OpType op, milliseconds timeout, bool polls, MakeWork make,
+                                         void* maker) {
   auto& core = *core_;
   std::unique_lock<std::mutex> lock(core.mutex);
   const uint64_t sequence = ++core.next_sequence;
-  auto work =
-      op == OpType::UNKNOWN
-          ? std::make_shared<MpiWork>(op, fmt::format("new_group #{} on {}", sequence, *where_),
-                                      std::move(outputs))
-          : std::make_shared<MpiWork>(op, sequence, where_, std::move(outputs));
+  std::shared_ptr<MpiWork> work = make(maker, sequence);
   work->set_spin(kWaiterSpin);
   if (core.broken) {
     auto error = core.unusable_error(work->description());
@@ -204,7 +204,6 @@ std::shared_ptr<Work> MpiBackend::enqueue(OpType op, milliseconds timeout,
   if (on_waiter) work->run_on_waiter(core_, sequence);
   Core::Entry entry;
   entry.work = work;
-  entry.job = std::move(job);
   entry.timeout = resolve(timeout);
   entry.polls = polls;
   entry.on_waiter = on_waiter;

@@ -25,6 +25,8 @@
 
 namespace tutti::mpi_backend {
 
+class MpiWork;
+
 // Up to this many bytes per rank, broadcast, allreduce and allgather use
 // MPI's nonblocking collectives and run on the waiting thread. Above it,
 // MPI's nonblocking algorithms are slower than the blocking ones (2-3x at
@@ -96,17 +98,24 @@ class MpiBackend : public Backend {
   bool inline_mode() const { return inline_mode_; }
 
  private:
-  // Blocking MPI calls on the group's communicator, run by the worker.
-  using Job = std::function<void()>;
-
-  // Queues `job` as one collective of this group; returns its Work at once.
+  // Queues `job` (a callable: blocking MPI calls on the group's
+  // communicator) as one collective of this group; returns its Work at once.
   // A job that `polls` uses nonblocking MPI calls completed through
   // await_request(), so it enforces its own deadline and may run on the
   // thread that waits for it (no hand-over to the worker). Whether a job
   // polls must be decided the same way on every rank (MPI does not match a
   // nonblocking collective with a blocking one): by polls_for().
+  // The work holds the job (work.hpp).
+  template <class Job>
   std::shared_ptr<Work> enqueue(OpType op, std::chrono::milliseconds timeout,
                                 std::vector<Tensor> outputs, Job job, bool polls = false);
+  // enqueue()'s untyped part: numbers the operation, has make(maker,
+  // sequence) make its Work under the queue's lock, and queues it.
+  using MakeWork = std::shared_ptr<MpiWork> (*)(void* maker, uint64_t sequence);
+  std::shared_ptr<Work> submit(OpType op, std::chrono::milliseconds timeout, bool polls,
+                               MakeWork make, void* maker);
+  // The description of the internal operation `sequence` (new_group).
+  std::string describe_internal(uint64_t sequence) const;
   // One MPI_Allgather of the packed inputs; rank r's bytes are unpacked into
   // by_rank[r].
   std::shared_ptr<Work> allgather_packed(OpType op, std::chrono::milliseconds timeout,
@@ -139,6 +148,7 @@ class MpiBackend : public Backend {
   // so that a worker stuck in MPI past its deadline can be left behind.
   struct Core;
   friend class MpiWork;  // hands its operation to the Core
+
   std::shared_ptr<Core> core_;
 };
 

@@ -124,7 +124,10 @@ void MpiBackend::Core::run_locked(Entry& entry, std::unique_lock<std::mutex>& lo
     entry = {};
     return;
   }
-  running = entry.work;
+  // `running` holds the work while it runs (moved, not copied: no reference
+  // count traffic); it is alive until moved back below.
+  MpiWork* const work = entry.work.get();
+  running = std::move(entry.work);
   running_timeout = entry.timeout;
   running_since = coarse_now();
   running_deadline = running_since + coarse_tick() + entry.timeout;
@@ -134,15 +137,15 @@ void MpiBackend::Core::run_locked(Entry& entry, std::unique_lock<std::mutex>& lo
   running_op = entry.op;
   t_running = {running_deadline, entry.timeout};
   lock.unlock();
-  entry.work->started();
+  work->started();
   std::exception_ptr error;
   bool timed_out = false;
   try {
-    entry.job();
+    work->run_job();
   } catch (const TimeoutError&) {
     timed_out = true;
   } catch (...) {
-    error = translate_current(entry.work->description());
+    error = translate_current(work->description());
   }
   Health::Diagnosis found;
   if (timed_out) {
@@ -150,18 +153,18 @@ void MpiBackend::Core::run_locked(Entry& entry, std::unique_lock<std::mutex>& lo
     RankStatus mine{RankStatus::kBroken, entry.sequence, entry.op, entry.timeout.count()};
     found = health->diagnose(mine, {}, diagnosis_grace(entry.timeout));
     error = std::make_exception_ptr(
-        TimeoutError(collective_timeout(entry.work->description(), entry.timeout, found)));
+        TimeoutError(collective_timeout(work->description(), entry.timeout, found)));
   }
   std::vector<Failure> failures;
   lock.lock();
-  running.reset();
+  entry.work = std::move(running);
   if (running_stuck) {
     running_stuck = false;
     stuck_call_ended();
   }
   if (timed_out && !broken) {
     // The request is still active and MPI cannot cancel it.
-    broken = broken_reason(entry.work->description(), entry.timeout, found);
+    broken = broken_reason(work->description(), entry.timeout, found);
     for (auto& queued_entry : queue) {
       failures.emplace_back(queued_entry.work, unusable_error(queued_entry.work->description()));
     }
@@ -173,7 +176,7 @@ void MpiBackend::Core::run_locked(Entry& entry, std::unique_lock<std::mutex>& lo
   lock.unlock();
   if (wake_worker) worker_cv.notify_one();
   // A no-op when the watchdog failed it first.
-  entry.work->complete(error);
+  work->complete(error);
   entry = {};
   fail_all(failures);
   if (wake_destructor) {

@@ -36,8 +36,7 @@ struct MpiBackend::Core {
   using milliseconds = std::chrono::milliseconds;
 
   struct Entry {
-    std::shared_ptr<MpiWork> work;
-    Job job;
+    std::shared_ptr<MpiWork> work;  // holds the job
     milliseconds timeout{0};
     bool polls = false;      // nonblocking, enforces its own deadline
     bool on_waiter = false;  // may run on its waiter's thread (see enqueue)

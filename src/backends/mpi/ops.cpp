@@ -11,12 +11,21 @@
 
 #include "backends/mpi/backend.hpp"
 #include "backends/mpi/runtime.hpp"
+#include "backends/mpi/work.hpp"
 #include "core/pack.hpp"
 #include "core/reduce.hpp"
 #include "tutti/errors.hpp"
 
 namespace tutti::mpi_backend {
 namespace {
+
+// A list of one output (one copy of the tensor; a braced list makes two).
+std::vector<Tensor> single(const Tensor& output) {
+  std::vector<Tensor> outputs;
+  outputs.reserve(1);
+  outputs.push_back(output);
+  return outputs;
+}
 
 // MPI counts are ints.
 int count_of(int64_t n, OpType op) {
@@ -137,7 +146,7 @@ std::shared_ptr<Work> MpiBackend::broadcast(std::vector<Tensor>& tensors,
   const bool polls = polls_for(tensors[0].nbytes());
   return enqueue(
       OpType::BROADCAST, opts.timeout, tensors,
-      [tensors, source, n, root, comm, polls]() mutable {
+      [source, n, root, comm, polls](std::vector<Tensor>& tensors) {
         Tensor& data = tensors[source];
         void* buffer = data.data_ptr();
         const MPI_Datatype type = datatype(data.dtype());
@@ -161,7 +170,7 @@ std::shared_ptr<Work> MpiBackend::allreduce(std::vector<Tensor>& tensors,
   const bool polls = polls_for(tensors[0].nbytes());
   return enqueue(
       OpType::ALLREDUCE, opts.timeout, tensors,
-      [tensors, op, n, contributions, comm, polls]() mutable {
+      [op, n, contributions, comm, polls](std::vector<Tensor>& tensors) {
         Tensor combined;
         if (tensors.size() > 1) combined = combine_local(tensors, op);
         Tensor& data = tensors.size() == 1 ? tensors[0] : combined;
@@ -285,8 +294,9 @@ std::shared_ptr<Work> MpiBackend::allgather_into_tensor(Tensor& output, Tensor& 
   const size_t own_offset = static_cast<size_t>(rank()) * input.nbytes();
   const bool polls = polls_for(input.nbytes());
   return enqueue(
-      OpType::ALLGATHER_INTO_TENSOR, opts.timeout, {output},
-      [output, input, n, comm, own_offset, polls]() mutable {
+      OpType::ALLGATHER_INTO_TENSOR, opts.timeout, single(output),
+      [input, n, comm, own_offset, polls](std::vector<Tensor>& outputs) {
+        Tensor& output = outputs[0];
         const MPI_Datatype type = datatype(input.dtype());
         const void* send = input.data_ptr();
         Tensor copy;
@@ -419,9 +429,9 @@ std::shared_ptr<Work> MpiBackend::reduce_scatter_tensor(Tensor& output, Tensor& 
   elements(input, OpType::REDUCE_SCATTER_TENSOR);
   const MPI_Comm comm = comm_;
   const int64_t contributions = size();
-  return enqueue(OpType::REDUCE_SCATTER_TENSOR, opts.timeout, {output},
-                 [output, input, op, n, contributions, comm]() mutable {
-                   reduce_scatter_block(output, input, n, op, contributions, comm);
+  return enqueue(OpType::REDUCE_SCATTER_TENSOR, opts.timeout, single(output),
+                 [input, op, n, contributions, comm](std::vector<Tensor>& outputs) {
+                   reduce_scatter_block(outputs[0], input, n, op, contributions, comm);
                  });
 }
 
@@ -456,8 +466,10 @@ std::shared_ptr<Work> MpiBackend::alltoall_base(Tensor& output, Tensor& input,
   const bool equal = output_split_sizes.empty() && input_split_sizes.empty();
   const MPI_Comm comm = comm_;
   return enqueue(
-      OpType::ALLTOALL_BASE, opts.timeout, {output},
-      [output, input, equal, send_counts, send_displs, recv_counts, recv_displs, comm]() mutable {
+      OpType::ALLTOALL_BASE, opts.timeout, single(output),
+      [input, equal, send_counts, send_displs, recv_counts, recv_displs,
+       comm](std::vector<Tensor>& outputs) {
+        Tensor& output = outputs[0];
         const MPI_Datatype type = datatype(input.dtype());
         Tensor in = overlaps(input, output) ? input.clone() : input;
         CallLock call;
