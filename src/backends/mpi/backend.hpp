@@ -16,7 +16,6 @@
 #include <mpi.h>
 
 #include <chrono>
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -148,7 +147,6 @@ class MpiBackend : public Backend {
   // so that a worker stuck in MPI past its deadline can be left behind.
   struct Core;
   friend class MpiWork;  // hands its operation to the Core
-
   std::shared_ptr<Core> core_;
 };
 
