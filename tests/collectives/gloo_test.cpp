@@ -367,11 +367,16 @@ TEST(GlooSetup, AnUnreachablePeerIsNamedWithItsAddress) {
 
 // Operations nobody waits on still run after a long run of waited ones,
 // when the backend holds each operation back longer for a waiting thread
-// (backend.cpp, kSteadyGrace): dropped until a peer has finished, polled with
-// is_completed(), or chained through get_future().
+// (backend.cpp, kSteadyGrace) and has disarmed its timer during the run
+// (kDisarmMargin): dropped until a peer has finished, polled with
+// is_completed(), or chained through get_future(). The run lasts over 40 ms,
+// more than twice kSteadyGrace, so the timer is disarmed at least once.
 void wait_on_a_streak(ProcessGroup& pg) {
   std::vector<Tensor> t = {Tensor::zeros({4}, DType::Float32)};
-  for (int i = 0; i < 40; ++i) pg.allreduce(t)->wait();
+  for (int i = 0; i < 40; ++i) {
+    pg.allreduce(t)->wait();
+    std::this_thread::sleep_for(1ms);
+  }
 }
 
 TEST(GlooProgress, AnOperationNobodyWaitsOnRunsAfterAStreakOfWaitedOnes) {

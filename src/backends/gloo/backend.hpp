@@ -270,8 +270,9 @@ class GlooBackend : public Backend, public std::enable_shared_from_this<GlooBack
   // doing, not a peer's, so they take no roll call.
   std::atomic<bool> closing_{false};
   // Due no later than the head's grace while the queue is not empty; the
-  // workers sleep on it. It is left armed when the queue empties (a system
-  // call saved per operation), so it may fire with nothing to do.
+  // workers sleep on it. It is mostly left armed when the queue empties (a
+  // system call saved per operation), so it may fire with nothing to do;
+  // in a streak of waited operations it is disarmed instead (pop_head).
   GraceTimer grace_timer_;
   static constexpr auto kUnarmed = std::chrono::steady_clock::time_point::max();
   // When the timer fires, or kUnarmed.

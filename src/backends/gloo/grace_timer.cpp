@@ -58,6 +58,11 @@ void GraceTimer::arm(Clock::time_point when) {
   ::timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &spec, nullptr);
 }
 
+void GraceTimer::disarm() {
+  itimerspec spec{};
+  ::timerfd_settime(timer_fd_, 0, &spec, nullptr);
+}
+
 void GraceTimer::stop() {
   uint64_t one = 1;
   [[maybe_unused]] ssize_t n = ::write(stop_fd_, &one, sizeof one);

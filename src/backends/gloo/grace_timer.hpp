@@ -7,7 +7,7 @@
 // Instead the queue arms this timer (a timerfd: one system call, no
 // wake-up) when an operation becomes the head of the queue, and idle workers
 // sleep on it: they wake when an operation may have waited its grace, or to
-// stop. The queue does not disarm it when it empties (see
+// stop. The queue mostly leaves it armed when it empties (see
 // GlooBackend::pop_head).
 #pragma once
 
@@ -27,6 +27,8 @@ class GraceTimer {
 
   // Fires at `when` (steady clock), replacing any earlier setting.
   void arm(Clock::time_point when);
+  // Unsets the timer: it does not fire until armed again.
+  void disarm();
   // Wakes every wait(), now and from then on.
   void stop();
   // Blocks until the timer fires or stop() is called. May return early
